@@ -1,0 +1,5 @@
+import sys
+
+from mtlswin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,97 @@
+"""Model registry: one name -> one builder, and one factory for all models.
+
+Every model of the project is registered here by name with a typed config dataclass, so a
+model is "variants as data": ``create_model(name, **overrides)`` builds it, and the config
+it was built with (``model.config``) is what a checkpoint stores to rebuild it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+__all__ = ["ModelEntry", "register_model", "create_model", "list_models", "get_entry", "tiny_overrides"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: how to build it and how to make it tiny for tests and CPU demos."""
+
+    name: str
+    config_cls: type  # a dataclass holding every knob of the model
+    builder: Callable[[Any], nn.Module]  # config instance -> model
+    tiny: dict[str, Any]  # overrides giving a model small enough for CPU tests
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, config_cls: type, tiny: dict[str, Any] | None = None, description: str = ""):
+    """Decorator registering ``builder(config) -> nn.Module`` under ``name``."""
+
+    def wrap(builder: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        if not dataclasses.is_dataclass(config_cls):
+            raise TypeError(f"config_cls of {name!r} must be a dataclass")
+        _REGISTRY[name] = ModelEntry(name, config_cls, builder, dict(tiny or {}), description)
+        return builder
+
+    return wrap
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.0)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``; a ``KeyError`` naming the closest valid name otherwise."""
+    _import_model_modules()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}{_closest(name, list(_REGISTRY))}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def build_config(name: str, **overrides: Any) -> Any:
+    """The config dataclass of ``name`` with ``overrides`` applied; unknown keys are an error."""
+    entry = get_entry(name)
+    fields = [f.name for f in dataclasses.fields(entry.config_cls)]
+    for key in overrides:
+        if key not in fields:
+            raise ValueError(f"model {name!r} has no option {key!r}{_closest(key, fields)}; options: {', '.join(fields)}")
+    return entry.config_cls(**overrides)
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build the registered model ``name``; keyword arguments override fields of its config.
+
+    Every model takes a float image ``(B, 1, H, W)`` in [0, 1] and returns a dict with the outputs
+    it has: ``logits (B, n_classes)``, ``seg (B, n_seg_classes, H, W)`` logits, ``rec (B, 1, H, W)``.
+    """
+    config = build_config(name, **overrides)
+    model = get_entry(name).builder(config)
+    model.model_name = name
+    model.config = config
+    return model
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    _import_model_modules()
+    return sorted(_REGISTRY)
+
+
+def tiny_overrides(name: str) -> dict[str, Any]:
+    """Overrides that make ``name`` tiny (for tests and the CPU demo)."""
+    return dict(get_entry(name).tiny)
+
+
+def _import_model_modules() -> None:
+    # Registration happens at import of the modules that define the models.
+    from mtlswin import models  # noqa: F401

@@ -1,0 +1,1 @@
+"""mtlswin.training"""
