@@ -1,7 +1,91 @@
-"""Sub-commands of `mtlswin` (placeholder, filled by the issue that owns them)."""
+"""Sub-commands ``mtlswin gradcam`` (maps of image files) and ``mtlswin audit`` (Grad-CAM vs. hematoma masks)."""
 
 from __future__ import annotations
 
+import argparse
+
+# The keys of mtlswin.explain.gradcam.CAM_METHODS (not imported here: the CLI starts without torch).
+CAM_METHODS = ("gradcam", "gradcam++", "eigengradcam")
+
+
+def _window(text: str):
+    """``--window 40,80`` -> (40.0, 80.0); ``--window file`` -> "file"."""
+    if text == "file":
+        return text
+    try:
+        center, width = (float(v) for v in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"--window must be CENTER,WIDTH in HU (e.g. 40,80) or 'file', got {text!r}"
+        ) from err
+    return center, width
+
+
+def _add_method(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=list(CAM_METHODS), default="gradcam", help="CAM variant (default gradcam)")
+
 
 def register(subparsers) -> None:
-    """Add this module's sub-commands to ``subparsers``."""
+    """Add ``gradcam`` and ``audit`` to ``subparsers``."""
+    p = subparsers.add_parser("gradcam", help="Grad-CAM maps (.npy + overlay PNG) of image files")
+    p.add_argument("run", help="run folder (config.yaml + model.safetensors) or checkpoint file")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="slice files: DICOM, PNG, .npy, NIfTI (vol.nii.gz#k)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--mask", nargs="+", default=None, metavar="MASK", help="one mask file per input (outlined)")
+    _add_method(p)
+    p.add_argument("--target-class", type=int, default=1, help="class whose logit is explained (default 1 = positive)")
+    p.add_argument("--aug-smooth", action="store_true", help="average over flips/scalings (test-time augmentation)")
+    p.add_argument("--eigen-smooth", action="store_true", help="first principal component of the weighted activations")
+    p.add_argument("--window", type=_window, default=None, help="HU window CENTER,WIDTH or 'file' (default: the run's)")
+    p.set_defaults(func=_gradcam)
+
+    a = subparsers.add_parser("audit", help="Grad-CAM energy inside hematoma masks, per model, with a grid figure")
+    a.add_argument("runs", nargs="+", metavar="RUN", help="run folders or checkpoints (all use the same data)")
+    a.add_argument("--split", default="test_a", help="split to audit (default test_a; needs slices with masks)")
+    a.add_argument("--out", required=True, help="output folder for audit.md, audit.csv, gradcam_grid.png")
+    _add_method(a)
+    a.add_argument("--manifest", default=None, help="manifest CSV (default: each run's data.manifest)")
+    a.add_argument("--splits", default=None, help="splits CSV (default: each run's data.splits)")
+    a.add_argument("--batch-size", type=int, default=16)
+    a.add_argument("--per-kind", type=int, default=2, help="grid rows per kind: positive / other marker / no hematoma")
+    a.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
+    a.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    a.set_defaults(func=_audit)
+
+
+def _gradcam(args: argparse.Namespace) -> int:
+    from mtlswin.explain.files import gradcam_files
+
+    written = gradcam_files(
+        args.run,
+        args.inputs,
+        args.out,
+        masks=args.mask,
+        method=args.method,
+        target_class=args.target_class,
+        aug_smooth=args.aug_smooth,
+        eigen_smooth=args.eigen_smooth,
+        window=args.window,
+    )
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from mtlswin.explain.audit import summary_markdown
+    from mtlswin.explain.collect import audit_runs
+
+    summary = audit_runs(
+        args.runs,
+        args.split,
+        args.out,
+        method=args.method,
+        batch_size=args.batch_size,
+        per_kind=args.per_kind,
+        n_resamples=args.n_resamples,
+        seed=args.seed,
+        manifest=args.manifest,
+        splits=args.splits,
+    )
+    print(summary_markdown(summary, args.split))
+    return 0

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
-__all__ = ["ModelEntry", "register_model", "create_model", "list_models", "get_entry", "tiny_overrides"]
+__all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "register_model", "tiny_overrides"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ def get_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``; a ``KeyError`` naming the closest valid name otherwise."""
     _import_model_modules()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}{_closest(name, list(_REGISTRY))}; known: {', '.join(sorted(_REGISTRY))}")
+        raise KeyError(
+            f"unknown model {name!r}{_closest(name, list(_REGISTRY))}; known: {', '.join(sorted(_REGISTRY))}"
+        )
     return _REGISTRY[name]
 
 
@@ -64,7 +67,9 @@ def build_config(name: str, **overrides: Any) -> Any:
     fields = [f.name for f in dataclasses.fields(entry.config_cls)]
     for key in overrides:
         if key not in fields:
-            raise ValueError(f"model {name!r} has no option {key!r}{_closest(key, fields)}; options: {', '.join(fields)}")
+            raise ValueError(
+                f"model {name!r} has no option {key!r}{_closest(key, fields)}; options: {', '.join(fields)}"
+            )
     return entry.config_cls(**overrides)
 
 

@@ -1,0 +1,274 @@
+"""Typed run configuration: one YAML file with the sections ``model``, ``data``, ``train``, ``trainer``, ``output``.
+
+``load_config(path, overrides=["train.lr=0.1", "trainer.devices=2"])`` reads the YAML, applies the
+``--set`` overrides (values parsed as YAML, so ``0.1`` is a float and ``[40, 80]`` a list), and validates
+every key: an unknown key is a ``ValueError`` naming the key and the closest valid one.
+
+- ``model``: ``name`` (registry name) plus any field of that model's config dataclass
+  (validated by :func:`mtlswin.models.registry.build_config`).
+- ``data``: the arguments of :class:`mtlswin.data.datamodule.CTDataModule`; ``img_size`` defaults to
+  the model's ``img_size``.
+- ``train``: optimisation (SGD + poly decay), loss weights, seed, checkpoint cadence.
+- ``trainer``: passed to ``lightning.Trainer`` (names checked against its signature) plus ``compile``.
+- ``output``: ``dir`` and ``name``; the run folder is ``dir/name``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "load_config",
+    "save_config",
+]
+
+
+@dataclass
+class ModelConfig:
+    """``name`` of a registered model and the overrides of its config dataclass."""
+
+    name: str = "mtl_swin_unet"
+    options: dict[str, Any] = field(default_factory=dict)  # fields of the model's config dataclass
+
+
+@dataclass
+class DataConfig:
+    """Arguments of ``CTDataModule`` (see docs/contracts.md)."""
+
+    manifest: str | None = None  # manifest CSV (paths relative to its folder)
+    splits: str | None = None  # splits CSV (index, split)
+    target: str = "hypodensity"  # marker column used as the binary label
+    img_size: int | None = None  # None = the model's img_size
+    window: Any = (40, 80)  # (level, width) in HU, or "file"
+    augment: str = "paper"  # "paper" | "authors" | "none"
+    batch_size: int = 64
+    eval_batch_size: int | None = None
+    num_workers: int = 2
+    cache_dir: str | None = None
+    cache_dtype: str = "uint8"
+    on_bad_row: str = "error"  # "error" | "skip"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation: SGD(momentum, weight_decay), ``lr = lr*(1 - iter/max_iter)**poly_power`` per iteration."""
+
+    epochs: int = 600  # 600 with a classification task, 200 for segmentation only (the paper)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    loss_weights: dict[str, float] | None = None  # task -> weight; None = the paper's defaults
+    uncertainty_weighting: bool = False  # Kendall et al. 2018 learned task weights (beyond the paper)
+    seed: int = 0
+    monitor: str | None = None  # None = "val/auc" (classification) or "val/iou" (segmentation only)
+    checkpoint_every_n_steps: int = 50  # RUN/checkpoints/last.ckpt also every N optimiser steps
+    threshold: float = 0.5  # decision threshold on the positive-class probability
+
+
+@dataclass
+class OutputConfig:
+    """The run folder is ``dir/name``; ``name`` defaults to the config file's stem."""
+
+    dir: str = "runs"
+    name: str | None = None
+
+
+@dataclass
+class Config:
+    """A whole run configuration. ``trainer`` is a dict of ``lightning.Trainer`` arguments plus ``compile``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder ``output.dir / output.name``."""
+        return Path(self.output.dir) / (self.output.name or "run")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-able dict in the file layout (``model`` flattened: name + options)."""
+        out = {
+            "model": {"name": self.model.name, **copy.deepcopy(self.model.options)},
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+            "trainer": copy.deepcopy(self.trainer),
+            "output": dataclasses.asdict(self.output),
+        }
+        if isinstance(out["data"]["window"], tuple):
+            out["data"]["window"] = list(out["data"]["window"])
+        return _plain(out)
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "trainer": dict, "output": OutputConfig}
+_TRAINER_EXTRA = ("compile",)
+_TRAINER_RESERVED = {
+    "callbacks": "checkpoints/",
+    "logger": "logs/",
+    "plugins": "atomic checkpoint IO",
+    "default_root_dir": "output.*",
+}
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.0)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _unknown(where: str, key: str, valid: list[str]) -> ValueError:
+    return ValueError(f"unknown config key {where}{key!r}{_closest(key, valid)} (valid: {', '.join(sorted(valid))})")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so the dict dumps as plain YAML."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _trainer_arg_names() -> list[str]:
+    from lightning.pytorch import Trainer
+
+    params = inspect.signature(Trainer.__init__).parameters
+    return [name for name in params if name != "self"] + list(_TRAINER_EXTRA)
+
+
+def _section(cls: type, raw: Any, section: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"config section {section!r} must be a mapping, got {type(raw).__name__}: {raw!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            raise _unknown(f"{section}.", key, names)
+    return cls(**raw)
+
+
+def _model_section(raw: Any) -> ModelConfig:
+    from mtlswin.models.registry import build_config
+
+    raw = dict(raw or {})
+    name = raw.pop("name", ModelConfig.name)
+    try:
+        build_config(name, **raw)  # validates the name and every option against the model's dataclass
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"config section 'model': {err.args[0] if err.args else err}") from err
+    return ModelConfig(name=name, options=raw)
+
+
+def _trainer_section(raw: Any) -> dict[str, Any]:
+    raw = dict(raw or {})
+    valid = _trainer_arg_names()
+    for key in raw:
+        if key not in valid:
+            raise _unknown("trainer.", key, valid)
+        if key in _TRAINER_RESERVED:
+            raise ValueError(f"trainer.{key} is set by mtlswin itself (run folder {_TRAINER_RESERVED[key]}); remove it")
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], name: str | None = None) -> Config:
+    """Validate a raw dict (the YAML layout) into a :class:`Config`; ``name`` is the default run name."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"a config must be a mapping of sections {list(_SECTIONS)}, got {type(raw).__name__}")
+    for key in raw:
+        if key not in _SECTIONS:
+            raise _unknown("", key, list(_SECTIONS))
+    config = Config(
+        model=_model_section(raw.get("model")),
+        data=_section(DataConfig, raw.get("data"), "data"),
+        train=_section(TrainConfig, raw.get("train"), "train"),
+        trainer=_trainer_section(raw.get("trainer")),
+        output=_section(OutputConfig, raw.get("output"), "output"),
+    )
+    if config.output.name is None:
+        config.output.name = name or config.model.name
+    if config.data.img_size is None:
+        from mtlswin.models.registry import build_config
+
+        config.data.img_size = getattr(build_config(config.model.name, **config.model.options), "img_size", 224)
+    if isinstance(config.data.window, list):
+        config.data.window = tuple(config.data.window)
+    _check_values(config)
+    return config
+
+
+def _check_values(config: Config) -> None:
+    train, data = config.train, config.data
+    if train.epochs < 1:
+        raise ValueError(f"train.epochs must be >= 1, got {train.epochs}")
+    if train.lr <= 0:
+        raise ValueError(f"train.lr must be > 0, got {train.lr}")
+    if data.batch_size < 1:
+        raise ValueError(f"data.batch_size must be >= 1, got {data.batch_size}")
+    if train.checkpoint_every_n_steps < 0:
+        raise ValueError(
+            f"train.checkpoint_every_n_steps must be >= 0 (0 = only at epoch end), got {train.checkpoint_every_n_steps}"
+        )
+    if train.loss_weights is not None:
+        bad = [t for t in train.loss_weights if t not in ("cls", "seg", "rec")]
+        if bad:
+            raise ValueError(f"train.loss_weights has unknown task {bad[0]!r}; tasks are 'cls', 'seg', 'rec'")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``"section.key=value"`` strings to a raw config dict (values parsed as YAML); returns a new dict."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like 'section.key=value', e.g. 'train.lr=0.1'")
+        key, _, text = item.partition("=")
+        parts = key.strip().split(".")
+        if len(parts) < 2:
+            raise ValueError(f"override key {key!r} must name a section and a key, e.g. 'train.lr'")
+        if parts[0] not in _SECTIONS:
+            raise _unknown("", parts[0], list(_SECTIONS))
+        node = raw
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        value = yaml.safe_load(text) if text.strip() else None
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, apply ``overrides`` (``["train.lr=0.1", ...]``), validate, resolve defaults.
+
+    Relative ``data.manifest`` / ``data.splits`` / ``data.cache_dir`` paths are kept as written (relative to
+    the working directory). The run name defaults to the file's stem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist; see configs/paper/ and configs/demo/")
+    raw = yaml.safe_load(path.read_text()) or {}
+    name = path.stem if path.name != "config.yaml" else path.parent.name
+    return config_from_dict(apply_overrides(raw, overrides), name=name)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (readable back by :func:`load_config`)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,164 @@
+"""``CTDataModule``: manifest + splits (+ cache) -> DataLoaders (constructor as in docs/contracts.md).
+
+``setup()`` reads and validates the manifest (all problems at once; ``on_bad_row``), reads the
+splits CSV, refuses test-B patients seen in train/val (:func:`splits.check_splits`) and, with
+``cache_dir``, opens (or builds, if ``prepare_data`` did not) the memory-mapped cache. ``train_dataloader()`` uses a
+:class:`ResumableSampler` (the trainer should set ``use_distributed_sampler=False``); its
+``set_epoch`` (called by Lightning each epoch) also sets the dataset's epoch for the
+(seed, epoch, index) augmentation draw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+from torch.utils.data import DataLoader
+
+from mtlswin.data.cache import SliceCache, build_cache
+from mtlswin.data.dataset import SliceDataset, collate_slices
+from mtlswin.data.manifest import Manifest, read_manifest, write_skipped
+from mtlswin.data.readers import Window
+from mtlswin.data.sampler import ResumableSampler
+from mtlswin.data.splits import SPLITS, check_splits, read_splits, split_table
+from mtlswin.data.transforms import POLICIES
+
+
+def parse_window(window) -> Window:
+    """``(40, 80)``, ``[40, 80]``, ``"40,80"`` -> ``(40.0, 80.0)``; ``"file"`` stays ``"file"``."""
+    if isinstance(window, str):
+        if window == "file":
+            return "file"
+        window = window.split(",")
+    try:
+        center, width = (float(v) for v in window)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"window must be 'file' or (center, width) in HU such as (40, 80), got {window!r}") from err
+    if width <= 0:
+        raise ValueError(f"window width must be > 0 HU, got {width}")
+    return center, width
+
+
+class CTDataModule(L.LightningDataModule):
+    """Data for one run; see the module docstring and docs/contracts.md."""
+
+    def __init__(
+        self,
+        manifest: str | Path,
+        splits: str | Path,
+        target: str = "hypodensity",
+        img_size: int = 224,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        augment: str = "paper",
+        window: Window | list | str = (40, 80),
+        cache_dir: str | Path | None = None,
+        cache_dtype: str = "uint8",
+        on_bad_row: str = "error",
+        seed: int = 0,
+        eval_batch_size: int | None = None,
+    ):
+        super().__init__()
+        if augment not in POLICIES:
+            raise ValueError(f"augment must be one of {POLICIES}, got {augment!r}")
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        self.manifest_path, self.splits_path = Path(manifest), Path(splits)
+        self.target, self.img_size, self.augment = target, int(img_size), augment
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.window = parse_window(window)
+        self.cache_dir, self.cache_dtype = cache_dir, cache_dtype
+        self.on_bad_row, self.seed = on_bad_row, int(seed)
+        self.manifest: Manifest | None = None
+        self.splits: pd.DataFrame | None = None
+        self.cache: SliceCache | None = None
+        self.train_sampler: ResumableSampler | None = None
+        self._datasets: dict[tuple[str, bool], SliceDataset] = {}
+
+    def prepare_data(self) -> None:
+        """Build the cache once (Lightning calls this on one process only); ``setup`` then opens it."""
+        if self.cache_dir is not None:
+            manifest = read_manifest(self.manifest_path, self.target, self.on_bad_row)
+            build_cache(manifest, self.cache_dir, self.img_size, self.cache_dtype, self.window, self.num_workers)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.manifest is not None:
+            return
+        self.manifest = read_manifest(self.manifest_path, self.target, self.on_bad_row)
+        self.splits = read_splits(self.splits_path, self.manifest.table)
+        check_splits(self.manifest.table, self.splits)
+        if self.cache_dir is not None:
+            self.cache = build_cache(
+                self.manifest, self.cache_dir, self.img_size, self.cache_dtype, self.window, self.num_workers
+            )
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        self.setup()
+        return self.manifest.markers
+
+    def indices(self, split: str) -> list[int]:
+        """Manifest rows (0-based) of ``split``."""
+        self.setup()
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self.splits.loc[self.splits["split"] == split, "index"].tolist()
+
+    def dataset(self, split: str, augment: bool = False) -> SliceDataset:
+        """The dataset of ``split``, augmented with the module's policy when ``augment``."""
+        self.setup()
+        key = (split, bool(augment))
+        if key not in self._datasets:
+            self._datasets[key] = SliceDataset(
+                self.manifest,
+                self.indices(split),
+                img_size=self.img_size,
+                augment=self.augment if augment else "none",
+                window=self.window,
+                cache=self.cache,
+                seed=self.seed,
+                compact=True,  # uint8 masks through the workers; collate_slices makes them int64
+            )
+        return self._datasets[key]
+
+    def dataloader(self, split: str, shuffle: bool = False, augment: bool = False) -> DataLoader:
+        """A loader over any split (eval batch size; shuffling seeded by ``seed``)."""
+        ds = self.dataset(split, augment)
+        sampler = ResumableSampler(len(ds), self.seed, shuffle=shuffle, num_replicas=1, rank=0)
+        sampler.add_epoch_listener(ds.set_epoch)
+        return self._loader(ds, self.eval_batch_size, sampler)
+
+    def _loader(self, ds: SliceDataset, batch_size: int, sampler: ResumableSampler) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_slices,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train", augment=True)
+        self.train_sampler = ResumableSampler(len(ds), self.seed, shuffle=True)
+        self.train_sampler.add_epoch_listener(ds.set_epoch)
+        return self._loader(ds, self.batch_size, self.train_sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """``[test_a, test_b]`` (Lightning's dataloader_idx 0 and 1)."""
+        return [self.dataloader("test_a"), self.dataloader("test_b")]
+
+    def write_skipped(self, run_dir: str | Path) -> Path | None:
+        """Write ``run_dir/skipped_rows.csv`` if ``on_bad_row="skip"`` dropped rows."""
+        self.setup()
+        return write_skipped(self.manifest, run_dir)
+
+    def summary(self) -> str:
+        """The split table (slices, positives, rate, patients, hospitals per split)."""
+        self.setup()
+        return split_table(self.manifest.table, self.splits, self.target)

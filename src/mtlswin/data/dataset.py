@@ -1,0 +1,137 @@
+"""``SliceDataset``: manifest rows -> the batch dict of docs/contracts.md.
+
+One item (the DataLoader's default collate stacks them into a batch)::
+
+    image     (1, S, S) float32 in [0, 1]   windowed slice, augmented, resized to img_size S
+    label     ()        int64               target marker (0/1)
+    mask      (S, S)    int64 (uint8 item   1 = hematoma (any label > 0 of the mask file), 0 elsewhere;
+              with compact=True)    all zeros when the slice has no mask
+    has_mask  ()        bool
+    labels    (M,)      float32             all M marker columns, manifest order
+    hospital  ()        int64
+    patient_id          str
+    index     ()        int64               0-based manifest data row
+    cue       ()        int64               only when the manifest has a `cue` column (-1 = empty)
+
+With ``compact=True`` the item's ``mask`` is uint8 and :func:`collate_slices` (the data module's
+collate) turns the batch's mask into int64, so workers move 8x fewer mask bytes.
+
+Augmentation draws are a pure function of (seed, epoch, index) (:func:`transforms.sample_rng`);
+the epoch lives in a shared-memory tensor, so :meth:`SliceDataset.set_epoch` reaches DataLoader
+workers, persistent or not. Without a cache, slices are decoded at full size, augmented, then
+resized; with one, the cached (already resized) slices are augmented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate, get_worker_info
+
+from mtlswin.data.cache import SliceCache
+from mtlswin.data.manifest import Manifest
+from mtlswin.data.readers import Window, load_mask, load_slice
+from mtlswin.data.transforms import PairTransform, sample_rng
+
+
+class SliceDataset(Dataset):
+    """Slices of ``manifest`` at ``indices`` (0-based manifest data rows; default: all rows)."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        indices: Sequence[int] | None = None,
+        img_size: int = 224,
+        augment: str = "none",
+        window: Window = (40, 80),
+        cache: SliceCache | None = None,
+        seed: int = 0,
+        binary_mask: bool = True,
+        compact: bool = False,
+    ):
+        table = manifest.table
+        self.indices = np.asarray(table.index if indices is None else indices, dtype=np.int64)
+        missing = np.setdiff1d(self.indices, table.index.to_numpy())
+        if len(missing):
+            raise ValueError(f"indices not in manifest {manifest.path} (or skipped): {missing[:10].tolist()}")
+        if cache is not None and cache.size != img_size:
+            raise ValueError(f"cache {cache.path} holds {cache.size}px slices but img_size is {img_size}; rebuild it")
+        rows = table.loc[self.indices]
+        self.image_paths = [manifest.image_path(i) for i in self.indices]
+        self.mask_paths = [manifest.mask_path(i) for i in self.indices]
+        self.target = np.array(rows[manifest.target], dtype=np.int64)
+        self.labels = np.array(rows[list(manifest.markers)], dtype=np.float32)  # writable copies for torch
+        self.hospital = np.array(rows["hospital"], dtype=np.int64)
+        self.patient_id = rows["patient_id"].astype(str).tolist()
+        self.cue = np.array(rows["cue"], dtype=np.int64) if manifest.has_cue else None
+        self.markers, self.window, self.cache = manifest.markers, window, cache
+        self.seed, self.binary_mask, self.compact = int(seed), binary_mask, compact
+        self.transform = PairTransform(augment, img_size)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used in the augmentation draw; seen by all DataLoader workers."""
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Windowed image float32 (H, W) and mask uint8 (H, W) (binarised unless ``binary_mask=False``)."""
+        idx = int(self.indices[i])
+        if self.cache is not None:
+            mask = self.cache.mask_u8(idx)
+            has_mask = bool(self.cache.has_mask[self.cache.row_of[idx]])
+            image = self.cache.image(idx)
+        else:
+            image = load_slice(self.image_paths[i], self.window)
+            has_mask = self.mask_paths[i] is not None
+            mask = load_mask(self.mask_paths[i]) if has_mask else np.zeros(image.shape, np.uint8)
+            if mask.shape != image.shape:
+                raise ValueError(f"{self.mask_paths[i]}: mask size {mask.shape} differs from image size {image.shape}")
+        if self.binary_mask:
+            return image, (mask > 0).view(np.uint8), has_mask
+        return image, np.clip(mask, 0, 255).astype(np.uint8, copy=False), has_mask
+
+    def __getitem__(self, i: int) -> dict:
+        idx = int(self.indices[i])
+        image, mask, has_mask = self._load(i)
+        sample = {"image": torch.from_numpy(image)[None], "mask": torch.from_numpy(mask)}
+        rng = sample_rng(self.seed, self.epoch, idx) if self.transform.policy != "none" else None
+        sample = self.transform(sample, rng)
+        item = {
+            "image": sample["image"],
+            "label": torch.tensor(self.target[i]),
+            "mask": sample["mask"] if self.compact else sample["mask"].long(),
+            "has_mask": torch.tensor(has_mask),
+            "labels": torch.from_numpy(self.labels[i]),
+            "hospital": torch.tensor(self.hospital[i]),
+            "patient_id": self.patient_id[i],
+            "index": torch.tensor(idx),
+        }
+        if self.cue is not None:
+            item["cue"] = torch.tensor(self.cue[i])
+        return item
+
+
+def collate_slices(items: list[dict]) -> dict:
+    """``default_collate``, then ``mask`` as int64: with ``SliceDataset(compact=True)`` items carry uint8
+    masks, so a worker builds the batch's int64 mask once, straight in shared memory (as
+    ``default_collate`` does for its own tensors), instead of per item. The batch is as in the contract."""
+    masks = [item["mask"] for item in items]
+    batch = default_collate([{k: v for k, v in item.items() if k != "mask"} for item in items])
+    stacked = torch.stack(masks)
+    if stacked.dtype == torch.long:
+        batch["mask"] = stacked
+        return batch
+    out = torch.empty(0, dtype=torch.long)
+    if get_worker_info() is not None:  # allocate in shared memory: no extra copy when sent to the main process
+        out = out.new(out.untyped_storage()._new_shared(stacked.numel() * 8))
+    batch["mask"] = out.resize_(stacked.shape).copy_(stacked)
+    return batch

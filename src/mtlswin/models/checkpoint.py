@@ -1,0 +1,99 @@
+"""Our checkpoint format, and safe reading of foreign weight files.
+
+A checkpoint of ours is one ``.safetensors`` file: the model's state dict plus, in its metadata,
+``mtlswin_model`` (registry name) and ``mtlswin_config`` (the resolved config as JSON), so
+:func:`load_model` rebuilds the model from the file alone. Foreign ``.pth`` files are read with
+``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = ["CHECKPOINT_NAME", "load_model", "read_checkpoint", "read_state_dict", "save_model"]
+
+CHECKPOINT_NAME = "model.safetensors"  # the weights file inside a run folder
+FORMAT = "mtlswin-checkpoint/1"
+# Fields that point at other files: applied when the model was first built; the weights already hold them.
+_SOURCE_FIELDS = ("pretrained", "frozen_encoder")
+
+
+def _config_dict(config: object) -> dict:
+    to_dict = getattr(config, "to_dict", None)
+    raw = to_dict() if callable(to_dict) else dataclasses.asdict(config)
+    return json.loads(json.dumps(raw, default=list))
+
+
+def save_model(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model`` (built by ``create_model``) to ``path`` (``.safetensors``) with its name and resolved config."""
+    name, config = getattr(model, "model_name", None), getattr(model, "config", None)
+    if name is None or config is None:
+        raise ValueError("save_model needs a model built by mtlswin.models.create_model (with .model_name and .config)")
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path {str(path)!r} must end with .safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "mtlswin_model": name, "mtlswin_config": json.dumps(_config_dict(config))}
+    save_file(state, str(path), metadata=metadata)
+    return path
+
+
+def _resolve(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r} (expected a .safetensors file or a run folder)")
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict, {"model": name, "config": dict})`` of our checkpoint file or run folder."""
+    path = _resolve(path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if "mtlswin_model" not in metadata:
+        raise ValueError(
+            f"{str(path)!r} is a safetensors file without mtlswin metadata; convert foreign weights with `mtlswin convert`"
+        )
+    meta = {"model": metadata["mtlswin_model"], "config": json.loads(metadata.get("mtlswin_config", "{}"))}
+    return load_file(str(path)), meta
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model saved by :func:`save_model` from that file (or a run folder) alone; strict load."""
+    from mtlswin.models.registry import create_model
+
+    state, meta = read_checkpoint(path)
+    config = dict(meta["config"])
+    sources = {k: config[k] for k in _SOURCE_FIELDS if k in config}
+    model = create_model(meta["model"], **{**config, **dict.fromkeys(sources)})
+    model.load_state_dict(state, strict=True)
+    if sources:
+        model.config = dataclasses.replace(model.config, **sources)
+    return model.to(map_location)
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """A foreign weight file as a dict: ``.safetensors``, or ``.pth``/``.pt``/``.bin`` via ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weight file at {str(path)!r}")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors: the file holds objects other than tensors and containers
+        raise ValueError(f"{str(path)!r} is not a plain weights file readable with weights_only=True: {err}") from err
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict")
+    return dict(state)

@@ -1,0 +1,59 @@
+"""``swin`` and ``swin_tiny``: the plain Swin Transformer classifier of Table 1.
+
+``logits = Linear(mean over tokens of norm(bottleneck))``: the authors' ``SwinTransformerSys`` forward
+(no CLS token), on timm's Swin stages.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mtlswin.models.configs import TINY_ENCODER, SwinClassifierConfig, SwinTinyConfig
+from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
+from mtlswin.models.registry import register_model
+from mtlswin.models.weights import apply_pretrained
+
+__all__ = ["SwinClassifier", "build_swin", "build_swin_tiny"]
+
+
+class SwinClassifier(nn.Module):
+    """Swin encoder -> GAP over the ``(h, w)`` tokens of the normalised bottleneck -> Linear.
+
+    ``forward(x: (B, 1, H, W)) -> {"logits": (B, n_classes)}``.
+    """
+
+    tasks = ("cls",)
+
+    def __init__(self, config: SwinClassifierConfig) -> None:
+        super().__init__()
+        self.encoder = SwinEncoder(**config.encoder_kwargs())
+        self.head = nn.Linear(self.encoder.num_features, config.n_classes)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens = self.encoder(x).bottleneck  # B, h, w, C
+        return {"logits": self.head(tokens.mean(dim=(1, 2)))}
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        """Grad-CAM layer: the bottleneck LayerNorm, the last spatial map before GAP + Linear.
+
+        Its output is exactly what the classifier pools, so Grad-CAM there equals the class activation
+        map (CAM) of the GAP-linear head: the most faithful map this architecture has. (The last
+        block's ``norm1``, the usual pytorch-grad-cam choice for Swin, sits before that block's
+        attention and MLP, so it explains an earlier representation.)
+        """
+        return [self.encoder.norm]
+
+    cam_reshape = staticmethod(nhwc_to_nchw)
+
+
+@register_model(
+    "swin", SwinClassifierConfig, tiny=TINY_ENCODER, description="Swin Transformer classifier, depths 2-2-2-2"
+)
+def build_swin(config: SwinClassifierConfig) -> nn.Module:
+    return apply_pretrained(SwinClassifier(config), config)
+
+
+@register_model("swin_tiny", SwinTinyConfig, tiny=TINY_ENCODER, description="Swin-T classifier, depths 2-2-6-2")
+def build_swin_tiny(config: SwinTinyConfig) -> nn.Module:
+    return apply_pretrained(SwinClassifier(config), config)

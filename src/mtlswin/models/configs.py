@@ -1,0 +1,150 @@
+"""Typed configs of the Swin models: every size knob is a field (variants are data).
+
+Defaults are the paper's (embed 96, depths 2-2-2-2, heads 3-6-12-24, window 7, patch 4, 224 px);
+``swin_tiny`` / ``joint_swin_tiny`` / ``mtl_swin_unet size="tiny"`` use Swin-T depths 2-2-6-2.
+Lists (from YAML/JSON) are turned into tuples so a config survives a save/load round trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = [
+    "MTL_DECODERS",
+    "MTL_SIZES",
+    "MTL_TASKS",
+    "TINY_ENCODER",
+    "TINY_UNET",
+    "JointSwinConfig",
+    "JointSwinTinyConfig",
+    "MTLSwinUnetConfig",
+    "SwinClassifierConfig",
+    "SwinConfig",
+    "SwinTinyConfig",
+    "SwinUnetConfig",
+]
+
+SWIN_T_DEPTHS = (2, 2, 6, 2)
+PAPER_DEPTHS = (2, 2, 2, 2)
+MTL_TASKS = ("cls+seg", "cls+rec", "cls+seg+rec")
+MTL_SIZES = {"default": PAPER_DEPTHS, "tiny": SWIN_T_DEPTHS}
+MTL_DECODERS = ("shared", "separate")
+_TUPLE_FIELDS = ("depths", "num_heads", "decoder_depths")
+
+
+@dataclass
+class SwinConfig:
+    """Knobs of one Swin encoder (shared by every Swin model)."""
+
+    img_size: int = 224  # input side in pixels (square); see mtlswin.models.sizes for valid values
+    patch_size: int = 4  # patch embedding stride and kernel
+    window_size: int = 7  # attention window side (tokens)
+    embed_dim: int = 96  # channels of stage 0; stage i has embed_dim * 2**i
+    depths: tuple[int, ...] = PAPER_DEPTHS  # Swin blocks per stage
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)  # attention heads per stage
+    mlp_ratio: float = 4.0  # MLP hidden width / block width
+    drop_path_rate: float = 0.2  # stochastic depth at the deepest block (Swin-Unet config value)
+    qkv_bias: bool = True  # bias of the qkv projection
+    pretrained: str | None = None  # None | local checkpoint path | "timm" (ImageNet weights via timm)
+
+    def __post_init__(self) -> None:
+        for name in _TUPLE_FIELDS:
+            value = getattr(self, name, None)
+            if isinstance(value, list):
+                setattr(self, name, tuple(value))
+        if self.pretrained is not None and not isinstance(self.pretrained, str):
+            raise ValueError(f"pretrained must be None, a file path or 'timm', got {self.pretrained!r}")
+
+    def encoder_kwargs(self) -> dict:
+        """Keyword arguments of :class:`mtlswin.models.encoder.SwinEncoder` for this config."""
+        return {
+            "img_size": self.img_size,
+            "patch_size": self.patch_size,
+            "window_size": self.window_size,
+            "embed_dim": self.embed_dim,
+            "depths": tuple(self.depths),
+            "num_heads": tuple(self.num_heads),
+            "mlp_ratio": self.mlp_ratio,
+            "drop_path_rate": self.drop_path_rate,
+            "qkv_bias": self.qkv_bias,
+        }
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class SwinClassifierConfig(SwinConfig):
+    """``swin``: Swin encoder, GAP over the normalised bottleneck tokens, Linear."""
+
+    n_classes: int = 2  # classification outputs
+
+
+@dataclass
+class SwinTinyConfig(SwinClassifierConfig):
+    """``swin_tiny``: as ``swin`` with Swin-T depths 2-2-6-2."""
+
+    depths: tuple[int, ...] = SWIN_T_DEPTHS
+
+
+@dataclass
+class SwinUnetConfig(SwinConfig):
+    """``swin_unet``: Swin encoder + Swin-Unet decoder + 1x1 segmentation head."""
+
+    n_seg_classes: int = 2  # segmentation classes (background included)
+    decoder_depths: tuple[int, ...] | None = None  # blocks of decoder stages 1..n-1; None mirrors the encoder
+
+
+@dataclass
+class MTLSwinUnetConfig(SwinUnetConfig):
+    """``mtl_swin_unet``: one encoder, GAP+Linear classifier, decoder(s) for segmentation / reconstruction."""
+
+    depths: tuple[int, ...] | None = None  # None: taken from `size`
+    tasks: str = "cls+seg+rec"  # one of MTL_TASKS
+    size: str = "default"  # "default" (2-2-2-2) or "tiny" (Swin-T, 2-2-6-2): sets depths when depths is None
+    decoder: str = "shared"  # "shared": one decoder feeds both 1x1 heads; "separate": one decoder per task
+    n_classes: int = 2  # classification outputs
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("tasks", self.tasks, MTL_TASKS)
+        _check_choice("size", self.size, tuple(MTL_SIZES))
+        _check_choice("decoder", self.decoder, MTL_DECODERS)
+        if self.depths is None:
+            self.depths = MTL_SIZES[self.size]
+
+
+@dataclass
+class JointSwinConfig(SwinClassifierConfig):
+    """``joint_swin``: trainable + frozen (segmentation-trained) Swin encoders, features concatenated."""
+
+    frozen_encoder: str | None = None  # our swin_unet checkpoint / run folder, or an authors' checkpoint
+
+
+@dataclass
+class JointSwinTinyConfig(JointSwinConfig):
+    """``joint_swin_tiny``: as ``joint_swin`` with Swin-T depths 2-2-6-2."""
+
+    depths: tuple[int, ...] = SWIN_T_DEPTHS
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+# CPU-sized variants for tests and the demo: a forward+backward takes milliseconds. drop_path 0 so every
+# block sees a gradient on every step (stochastic depth could drop a whole tiny branch).
+TINY_ENCODER = {
+    "img_size": 32,
+    "patch_size": 2,
+    "window_size": 4,
+    "embed_dim": 8,
+    "depths": (2, 2),
+    "num_heads": (1, 2),
+    "drop_path_rate": 0.0,
+}
+# Three stages so the decoder has a middle stage (blocks + PatchExpand) as well as the first and last.
+TINY_UNET = {**TINY_ENCODER, "window_size": 2, "depths": (2, 2, 2), "num_heads": (1, 2, 2)}

@@ -1,0 +1,92 @@
+"""``joint_swin`` and ``joint_swin_tiny``: the Joint-SwinTransformer (the paper's method 2).
+
+::
+
+    a = encoder(x).bottleneck          # trainable (ImageNet-initialised), B, h, w, C
+    b = frozen_encoder(x).bottleneck   # segmentation-trained Swin-Unet encoder, frozen, B, h, w, C
+    logits = head(mean_tokens(cat([a, b], channels)))   # Linear(2C, n_classes)
+
+Unlike the authors' code, the frozen encoder is always in eval mode (no stochastic depth), even
+after ``model.train()``, and loading its weights fails on any missing or unexpected key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mtlswin.models.configs import TINY_ENCODER, JointSwinConfig, JointSwinTinyConfig
+from mtlswin.models.convert import LoadReport
+from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
+from mtlswin.models.registry import register_model
+from mtlswin.models.weights import apply_pretrained, load_encoder_weights
+
+__all__ = ["JointSwin", "build_joint_swin", "build_joint_swin_tiny"]
+
+
+class JointSwin(nn.Module):
+    """Trainable + frozen Swin encoders, bottlenecks concatenated ``[trainable, frozen]``, GAP, Linear(2C).
+
+    ``forward(x: (B, 1, H, W)) -> {"logits": (B, n_classes)}``.
+    """
+
+    tasks = ("cls",)
+
+    def __init__(self, config: JointSwinConfig) -> None:
+        super().__init__()
+        self.encoder = SwinEncoder(**config.encoder_kwargs())
+        self.frozen_encoder = SwinEncoder(**config.encoder_kwargs())
+        self.frozen_encoder.requires_grad_(False)
+        self.frozen_encoder.eval()
+        self.head = nn.Linear(2 * self.encoder.num_features, config.n_classes)
+
+    def train(self, mode: bool = True) -> JointSwin:
+        """Set train/eval mode; the frozen encoder stays in eval mode either way."""
+        super().train(mode)
+        self.frozen_encoder.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        trainable = self.encoder(x).bottleneck  # B, h, w, C
+        frozen = self.frozen_encoder(x).bottleneck  # B, h, w, C (no parameter of it requires grad)
+        pooled = torch.cat([trainable, frozen], dim=-1).mean(dim=(1, 2))  # B, 2C
+        return {"logits": self.head(pooled)}
+
+    def load_frozen_encoder(self, path: str | Path) -> LoadReport:
+        """Load the frozen encoder from our ``swin_unet``/``mtl_swin_unet`` checkpoint (file or run folder)
+        or an authors' Swin-Unet / MTL-Swin-Unet ``.pth``; raises ``ValueError`` on any missing or
+        unexpected encoder key or shape mismatch. Decoder and head weights of the file are ignored (reported).
+        """
+        report = load_encoder_weights(self.frozen_encoder, path)
+        self.frozen_encoder.requires_grad_(False)
+        self.frozen_encoder.eval()
+        return report
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        """Grad-CAM layer: the trainable encoder's bottleneck LayerNorm (what the head pools, for its half).
+
+        The frozen encoder is not a target: it takes no part in training, and with no parameter
+        requiring grad its activations carry no gradient for Grad-CAM to read.
+        """
+        return [self.encoder.norm]
+
+    cam_reshape = staticmethod(nhwc_to_nchw)
+
+
+def _build(config: JointSwinConfig) -> nn.Module:
+    model = apply_pretrained(JointSwin(config), config)
+    if config.frozen_encoder:
+        model.load_frozen_encoder(config.frozen_encoder)
+    return model
+
+
+@register_model("joint_swin", JointSwinConfig, tiny=TINY_ENCODER, description="Joint-SwinTransformer, depths 2-2-2-2")
+def build_joint_swin(config: JointSwinConfig) -> nn.Module:
+    return _build(config)
+
+
+@register_model("joint_swin_tiny", JointSwinTinyConfig, tiny=TINY_ENCODER, description="Joint-SwinTransformer, Swin-T")
+def build_joint_swin_tiny(config: JointSwinTinyConfig) -> nn.Module:
+    return _build(config)

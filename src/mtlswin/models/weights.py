@@ -1,0 +1,167 @@
+"""Weights from files: the ``pretrained`` config field, the frozen encoder of Joint-Swin, ``convert`` files.
+
+File reading is here; the key mapping is in :mod:`mtlswin.models.convert` (pure functions) and our
+own checkpoint format in :mod:`mtlswin.models.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from mtlswin.models import convert
+from mtlswin.models.checkpoint import CHECKPOINT_NAME, read_checkpoint, read_state_dict, save_model
+from mtlswin.models.configs import MTL_SIZES
+from mtlswin.models.registry import create_model, get_entry
+
+__all__ = [
+    "CONVERTERS",
+    "DEFAULT_MODEL",
+    "apply_pretrained",
+    "convert_file",
+    "inferred_options",
+    "load_encoder_weights",
+    "load_foreign",
+    "timm_name_for",
+]
+
+CONVERTERS = {
+    "swin-imagenet": convert.from_swin_imagenet,
+    "authors-mtl": convert.from_authors_mtl,
+    "authors-joint": convert.from_authors_joint,
+    "swin-unet": convert.from_swin_unet,
+}
+
+
+def timm_name_for(config: Any) -> str:
+    """The timm ImageNet Swin whose weights fit ``config`` (Swin-T weights for the paper's 2-2-2-2, as Swin-Unet)."""
+    deepest = max(config.depths)
+    names = {96: "swin_tiny_patch4_window7_224" if deepest <= 6 else "swin_small_patch4_window7_224"}
+    names |= {128: "swin_base_patch4_window7_224", 192: "swin_large_patch4_window7_224"}
+    if config.embed_dim not in names:
+        raise ValueError(
+            f"no ImageNet Swin in timm has embed_dim {config.embed_dim}; use 96, 128 or 192, "
+            "or set pretrained to a local checkpoint file"
+        )
+    return names[config.embed_dim]
+
+
+def load_foreign(model: nn.Module, path: str | Path, fmt: str | None = None, allow_partial: bool = False):
+    """Load a foreign checkpoint file into ``model`` with the converter of ``fmt`` (guessed when None)."""
+    state = read_state_dict(path)
+    fmt = fmt or convert.detect_format(state)
+    if fmt not in CONVERTERS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; choose one of {', '.join(CONVERTERS)}")
+    return CONVERTERS[fmt](model, state, allow_partial=allow_partial)
+
+
+def apply_pretrained(model: nn.Module, config: Any) -> nn.Module:
+    """Initialise ``model`` from ``config.pretrained``: None (nothing), ``"timm"`` or a local file; returns ``model``.
+
+    A local file is our checkpoint (``.safetensors``, loaded whole and strictly) or a foreign one,
+    loaded with the converter its keys call for. ``"timm"`` downloads ImageNet Swin weights through
+    :func:`mtlswin.models.pretrained.timm_pretrained_state_dict`, which fails at once when offline.
+    """
+    source = getattr(config, "pretrained", None)
+    if source is None:
+        return model
+    if source == "timm":
+        from mtlswin.models.pretrained import timm_pretrained_state_dict
+
+        name = timm_name_for(config)
+        convert.from_swin_imagenet(model, timm_pretrained_state_dict(name), source=f"timm:{name}")
+        return model
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(f"pretrained file {source!r} does not exist; give an existing checkpoint path, 'timm' or None")
+    if path.suffix == ".safetensors" or path.is_dir():
+        state, _ = read_checkpoint(path)
+        model.load_state_dict(state, strict=True)
+    else:
+        load_foreign(model, path)
+    return model
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> convert.LoadReport:
+    """Load a ``SwinEncoder`` from the encoder part of a segmentation checkpoint; any key mismatch raises.
+
+    ``path``: our checkpoint (``.safetensors`` or a run folder holding ``model.safetensors``) of a
+    model with an ``encoder`` (swin_unet, mtl_swin_unet, ...), or an authors' Swin-Unet / MTL-Swin-Unet
+    ``.pth``. Decoder and head weights in the file are listed as ignored.
+    """
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        state, meta = read_checkpoint(path if not path.is_dir() else path / CHECKPOINT_NAME)
+        report = convert.LoadReport(f"{path} ({meta.get('model', '?')})")
+        mapped = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+        report.ignored = {k: "not part of the encoder" for k in state if not k.startswith("encoder.")}
+        report.used = [k for k in state if k.startswith("encoder.")]
+    else:
+        src = convert.strip_prefixes(read_state_dict(path), "module.", "swin_unet.")
+        report = convert.LoadReport(f"{path} (Swin-Unet layout)")
+        enc = {k: v for k, v in src.items() if k.startswith(("patch_embed.", "layers.", "norm."))}
+        mapped, ignored, extra, unexpected = convert.map_encoder_state(enc, encoder)
+        report.ignored = {**ignored, **{k: "not part of the encoder" for k in src if k not in enc}}
+        report.unexpected = extra + unexpected
+        report.used = [k for k in enc if k not in ignored and k not in extra and k not in unexpected]
+    own = encoder.state_dict()
+    convert.check_shapes(mapped, own, "encoder")
+    report.unexpected += [k for k in mapped if k not in own]
+    report.missing = [k for k in own if k not in mapped]
+    report.loaded = [k for k in mapped if k in own]
+    report.check(allow_partial=False)
+    encoder.load_state_dict(mapped, strict=True)
+    return report
+
+
+DEFAULT_MODEL = {
+    "swin-imagenet": "swin",
+    "authors-mtl": "mtl_swin_unet",
+    "authors-joint": "joint_swin",
+    "swin-unet": "swin_unet",
+}
+
+
+def inferred_options(fmt: str, state: dict, model_name: str) -> dict:
+    """Model options read off a foreign state dict (sizes, classes), restricted to the fields of ``model_name``.
+
+    Nothing is inferred for ``swin-imagenet``: ImageNet weights initialise a model of the paper's sizes
+    (Swin-T weights into depths 2-2-2-2 as Swin-Unet does), so the model's own defaults apply.
+    """
+    if fmt == "swin-imagenet":
+        return {}
+    prefix = "swin_unet."
+    options = convert.infer_swin_unet_config(state, prefix)
+    if fmt == "authors-joint":
+        options.pop("n_seg_classes", None)
+        head = convert.strip_prefixes(state, "module.").get("head_cls.weight")
+        if head is not None:
+            options["n_classes"] = int(head.shape[0])
+    fields = {f.name for f in dataclasses.fields(get_entry(model_name).config_cls)}
+    if "size" in fields and tuple(options.get("depths", ())) == MTL_SIZES["tiny"]:
+        options["size"] = "tiny"
+    return {k: v for k, v in options.items() if k in fields}
+
+
+def convert_file(
+    fmt: str,
+    src: str | Path,
+    out: str | Path,
+    model_name: str | None = None,
+    overrides: dict | None = None,
+    allow_partial: bool = False,
+) -> tuple[nn.Module, convert.LoadReport]:
+    """Read a foreign checkpoint, build our model (options inferred from the file, then ``overrides``),
+    convert the weights and save our checkpoint to ``out``. Returns ``(model, report)``."""
+    if fmt not in CONVERTERS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; choose one of {', '.join(CONVERTERS)}")
+    state = read_state_dict(src)
+    name = model_name or DEFAULT_MODEL[fmt]
+    options = {**inferred_options(fmt, state, name), **(overrides or {})}
+    model = create_model(name, **options)
+    report = CONVERTERS[fmt](model, state, allow_partial=allow_partial)
+    save_model(model, out)
+    return model, report

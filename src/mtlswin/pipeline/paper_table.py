@@ -1,0 +1,20 @@
+"""The paper's Table 1 (Hirata & Ohkita), as reported, for orientation beside our results."""
+
+PAPER_TABLE1_MD = """\
+| Method | IoU | acc A | prec A | rec A | F1 A | AUC A | acc B | prec B | rec B | F1 B | AUC B |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| U-Net | .692 | | | | | | | | | | |
+| Swin-Unet | .808 | | | | | | | | | | |
+| ResNet152 | | .901 | .655 | .333 | .692 | .804 | .822 | .126 | .095 | .504 | .511 |
+| Swin Transformer | | .956 | .813 | .819 | .895 | .963 | .746 | .254 | .600 | .599 | .772 |
+| Swin Transformer-tiny | | .952 | .825 | .752 | .880 | .959 | .755 | .240 | .505 | .587 | .741 |
+| Joint-Learning | | .945 | .792 | .724 | .863 | .913 | .787 | .208 | .305 | .560 | .631 |
+| Joint-SwinTransformer | | .956 | .859 | .752 | .888 | .974 | .797 | .317 | .638 | .650 | .787 |
+| Joint-SwinTransformer-tiny | | .953 | .857 | .724 | .879 | .950 | .782 | .287 | .581 | .626 | .788 |
+| MTL-Swin-Unet (cls+rec) | | .949 | .805 | .743 | .871 | .955 | .736 | .238 | .571 | .586 | .755 |
+| MTL-Swin-Unet (cls+seg) | .815 | .956 | .823 | .800 | .893 | .967 | .757 | .256 | .648 | .617 | .788 |
+| MTL-Swin-Unet (cls+seg+rec) | .811 | .961 | .852 | .809 | .903 | .967 | .756 | .276 | .667 | .618 | .799 |
+| MTL-Swin-Unet-tiny (cls+seg+rec) | .773 | .960 | .841 | .810 | .901 | .973 | .752 | .282 | .705 | .623 | .790 |
+"""
+# Test A = hospitals 1-4 (10% of hospital 1); test B = hospitals 5-11 (covariate shift).
+# F1 is the macro F1 over both classes (see SPEC.md).

@@ -1,0 +1,147 @@
+"""The LightningModule: one model of the registry, its multitask loss, SGD + poly decay, validation metrics.
+
+Logged (TensorBoard + CSV): ``train/loss`` and ``train/<task>`` per step and epoch, ``train/lr``;
+``val/loss``, ``val/<task>``, and per epoch ``val/auc``, ``val/acc``, ``val/f1_macro``, ``val/f1_pos``
+(classification models) and ``val/iou`` (hematoma class, models with a segmentation head).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryF1Score,
+    MulticlassF1Score,
+    MulticlassJaccardIndex,
+)
+
+from mtlswin.training.losses import MultitaskLoss
+from mtlswin.training.schedule import build_optimizer, poly_scheduler
+
+__all__ = ["MTLModule", "default_monitor"]
+
+
+def default_monitor(tasks: tuple[str, ...]) -> str:
+    """``val/auc`` for models with a classification output, ``val/iou`` for segmentation-only models."""
+    return "val/auc" if "cls" in tasks else "val/iou"
+
+
+class MTLModule(pl.LightningModule):
+    """Trains ``model`` (a registry model, outputs dict ``logits``/``seg``/``rec``) with the paper's recipe.
+
+    Args:
+        model: the network; ``model.tasks`` says which outputs it has.
+        train: the ``train`` config section as a dict (lr, momentum, weight_decay, poly_power,
+            loss_weights, uncertainty_weighting, seed, threshold).
+        run_config: the whole resolved config (``Config.to_dict()``), saved as ``checkpoint["mtlswin_config"]``.
+    """
+
+    def __init__(self, model: nn.Module, train: dict[str, Any], run_config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.run_config = run_config  # stored in every checkpoint, so a .ckpt alone rebuilds the model
+        self.train_cfg = dict(train)
+        self.tasks = tuple(model.tasks)
+        self.loss_fn = MultitaskLoss(
+            self.tasks, self.train_cfg.get("loss_weights"), bool(self.train_cfg.get("uncertainty_weighting"))
+        )
+        self.val_cls = MetricCollection(
+            {
+                "auc": BinaryAUROC(),
+                "acc": BinaryAccuracy(threshold=float(self.train_cfg.get("threshold", 0.5))),
+                "f1_pos": BinaryF1Score(threshold=float(self.train_cfg.get("threshold", 0.5))),
+            }
+        )
+        self.val_f1_macro = MulticlassF1Score(num_classes=2, average="macro")
+        self.val_iou = MulticlassJaccardIndex(num_classes=2, average="none")
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        return self.model(image)
+
+    def _step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
+        outputs = self.model(batch["image"])
+        total, parts = self.loss_fn(outputs, batch)
+        bs = batch["image"].shape[0]
+        on_step = stage == "train"
+        self.log(
+            f"{stage}/loss", total, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=not on_step
+        )
+        for task, value in parts.items():
+            self.log(f"{stage}/{task}", value, on_step=on_step, on_epoch=True, batch_size=bs, sync_dist=not on_step)
+        return total, outputs
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Reseed the global RNG per optimiser step: stochastic layers (drop path) then depend only on
+        # (seed, step, rank), so a run resumed mid-epoch draws exactly what the uninterrupted run drew.
+        seed = int(self.train_cfg.get("seed", 0)) * 1_000_003 + self.global_step * 1009 + self.global_rank
+        torch.manual_seed(seed)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        total, _ = self._step(batch, "train")
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        if self.loss_fn.log_vars is not None:
+            for i, task in enumerate(self.tasks):
+                self.log(f"train/log_var_{task}", self.loss_fn.log_vars[i].detach(), on_step=False, on_epoch=True)
+        return total
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        _, outputs = self._step(batch, "val")
+        if "logits" in outputs:
+            prob = outputs["logits"].float().softmax(dim=1)[:, 1]
+            self.val_cls.update(prob, batch["label"])
+            pred = (prob >= float(self.train_cfg.get("threshold", 0.5))).long()
+            self.val_f1_macro.update(pred, batch["label"])
+        if "seg" in outputs:
+            sel = batch["has_mask"].bool()  # IoU only on slices that have a mask
+            self.val_iou.update(outputs["seg"][sel].argmax(dim=1), batch["mask"][sel])
+
+    def on_validation_epoch_end(self) -> None:
+        if "cls" in self.tasks:
+            values = self.val_cls.compute()
+            for name, value in values.items():
+                self.log(f"val/{name}", value, prog_bar=name == "auc")
+            self.log("val/f1_macro", self.val_f1_macro.compute())
+            self.val_cls.reset()
+            self.val_f1_macro.reset()
+        if "seg" in self.tasks:
+            # IoU of the hematoma class over all masked validation slices (0 when there is none).
+            self.log("val/iou", self.val_iou.compute()[1], prog_bar="cls" not in self.tasks)
+            self.val_iou.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["mtlswin_config"] = self.run_config
+
+    def _max_iter(self) -> int:
+        """Optimiser steps of the whole run. Not ``trainer.estimated_stepping_batches``: that loads the train
+        loader before a checkpoint is restored, and Lightning then never restores the loader's mid-epoch state."""
+        trainer = self.trainer
+        per_epoch_fn = getattr(trainer.datamodule, "batches_per_epoch", None)
+        if per_epoch_fn is None:
+            return int(trainer.estimated_stepping_batches)
+        batches = per_epoch_fn(trainer.world_size)
+        limit = trainer.limit_train_batches
+        batches = min(batches, int(limit)) if isinstance(limit, int) else int(batches * float(limit))
+        steps = math.ceil(batches / trainer.accumulate_grad_batches) * int(trainer.max_epochs or 1)
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            steps = min(steps, trainer.max_steps) if trainer.max_epochs not in (None, -1) else trainer.max_steps
+        return max(1, steps)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.train_cfg
+        optimizer = build_optimizer(
+            [p for p in self.parameters() if p.requires_grad],
+            float(cfg.get("lr", 0.01)),
+            float(cfg.get("momentum", 0.9)),
+            float(cfg.get("weight_decay", 1e-4)),
+        )
+        max_iter = self._max_iter()
+        scheduler = poly_scheduler(optimizer, max_iter, float(cfg.get("poly_power", 0.9)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

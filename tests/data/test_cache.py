@@ -1,0 +1,108 @@
+"""The memory-mapped cache: same values as decoding, keyed by contents + settings, atomic builds."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mtlswin.data import cache as cache_mod
+from mtlswin.data.cache import build_cache
+from mtlswin.data.manifest import read_manifest
+from mtlswin.data.readers import load_mask, load_slice
+from mtlswin.data.transforms import resize_pair
+
+
+def _builds(monkeypatch):
+    """Count calls of the cache writer."""
+    calls = []
+    real = cache_mod._write
+    monkeypatch.setattr(cache_mod, "_write", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    return calls
+
+
+def test_cache_values_match_decoding(tiny_data, tmp_path):
+    m = read_manifest(tiny_data.manifest)
+    c8 = build_cache(m, tmp_path, size=48, dtype="uint8")
+    c16 = build_cache(m, tmp_path, size=48, dtype="float16")
+    assert c8.path != c16.path
+    for idx in (0, 5, 40):
+        img = torch.from_numpy(load_slice(m.image_path(idx)))[None]
+        mp = m.mask_path(idx)
+        mask = torch.from_numpy(load_mask(mp)) if mp else torch.zeros(32, 32, dtype=torch.long)
+        ref_img, ref_mask = resize_pair(img, mask, 48)
+        np.testing.assert_allclose(c8.image(idx), ref_img[0].numpy(), atol=0.5 / 255 + 1e-6)
+        np.testing.assert_allclose(c16.image(idx), ref_img[0].numpy(), atol=1e-3)
+        np.testing.assert_array_equal(c8.mask(idx), ref_mask.numpy())
+        assert bool(c8.has_mask[c8.row_of[idx]]) == (mp is not None)
+
+
+def test_reused_then_rebuilt_on_changed_file_or_setting(tiny_data, tmp_path, monkeypatch):
+    root = tmp_path / "d"
+    shutil.copytree(tiny_data.root, root)
+    m = read_manifest(root / "manifest.csv")
+    calls = _builds(monkeypatch)
+    first = build_cache(m, tmp_path / "c", size=32)
+    assert build_cache(m, tmp_path / "c", size=32).path == first.path and len(calls) == 1
+    other = build_cache(m, tmp_path / "c", size=32, window=(50, 100))
+    assert other.path != first.path and len(calls) == 2
+    img = np.array(Image.open(root / "images/00003.png"))
+    Image.fromarray(255 - img).save(root / "images/00003.png")  # new contents
+    changed = build_cache(m, tmp_path / "c", size=32)
+    assert changed.path != first.path and len(calls) == 3
+    assert not np.allclose(changed.image(3), first.image(3))
+    np.testing.assert_array_equal(changed.image(4), first.image(4))
+
+
+def test_interrupted_build_is_never_used(tiny_data, tmp_path, monkeypatch):
+    m = read_manifest(tiny_data.manifest)
+    real = cache_mod._Decode.__getitem__
+
+    def crash(self, i):
+        if i == 10:
+            raise KeyboardInterrupt("simulated kill")
+        return real(self, i)
+
+    monkeypatch.setattr(cache_mod._Decode, "__getitem__", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(m, tmp_path, size=32)
+    assert not [p for p in tmp_path.iterdir() if (p / "index.json").exists()]
+    # a leftover temp folder (a killed process) does not stop or confuse the next build
+    key = cache_mod.cache_key(m, 32)
+    (tmp_path / f".tmp-{key}-dead").mkdir()
+    (tmp_path / f".tmp-{key}-dead" / "images.npy").write_bytes(b"partial")
+    monkeypatch.setattr(cache_mod._Decode, "__getitem__", real)
+    c = build_cache(m, tmp_path, size=32)
+    assert c.path == tmp_path / key and c.image(0).shape == (32, 32)
+
+
+def test_concurrent_builder_keeps_the_first_cache(tiny_data, tmp_path, monkeypatch):
+    """Two processes (e.g. DDP ranks) build the same cache at once: the one finishing second keeps the first's."""
+    m = read_manifest(tiny_data.manifest)
+    real = cache_mod._write
+    other = {}
+
+    def write_while_other_finishes(tmp, *args):
+        monkeypatch.setattr(cache_mod, "_write", real)
+        other["cache"] = build_cache(m, tmp_path, size=32)  # the other process completes meanwhile
+        other["stamp"] = (other["cache"].path / "index.json").stat().st_mtime_ns
+        real(tmp, *args)
+
+    monkeypatch.setattr(cache_mod, "_write", write_while_other_finishes)
+    mine = build_cache(m, tmp_path, size=32)
+    assert mine.path == other["cache"].path
+    assert (mine.path / "index.json").stat().st_mtime_ns == other["stamp"]  # not replaced
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    forced = build_cache(m, tmp_path, size=32, force=True)
+    assert forced.path == mine.path and (forced.path / "index.json").stat().st_mtime_ns != other["stamp"]
+
+
+def test_bad_settings(tiny_data, tmp_path):
+    m = read_manifest(tiny_data.manifest)
+    with pytest.raises(ValueError, match="cache dtype must be one of"):
+        build_cache(m, tmp_path, dtype="int8")
+    with pytest.raises(ValueError, match="cache size must be a positive"):
+        build_cache(m, tmp_path, size=0)

@@ -1,0 +1,84 @@
+"""The whole pipeline at micro scale: phantom -> splits -> train -> evaluate -> audit -> report."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mtlswin.cli import main
+from mtlswin.pipeline.presets import TABLE1_ROWS, get_preset, ordered_rows
+from mtlswin.pipeline.reproduce import config_path
+
+MICRO = [
+    "train.epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "model.img_size=32",
+    "model.patch_size=2",
+    "model.window_size=2",
+    "model.embed_dim=8",
+]
+ROWS = ["swin", "joint_swin", "mtl_cls_seg"]
+
+
+def test_every_preset_row_has_a_shipped_config():
+    for preset in ("demo", "demo-full", "paper"):
+        p = get_preset(preset)
+        assert set(p.rows) <= set(TABLE1_ROWS)
+        for row in p.rows:
+            assert config_path(p, row).is_file()
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("nope")
+
+
+def test_segmentation_run_is_trained_before_the_joint_rows():
+    assert ordered_rows(("joint_swin", "swin")) == ["swin_unet", "swin", "joint_swin"]
+
+
+@pytest.mark.slow
+def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["reproduce", "--preset", "demo", "--out", str(out), "--slices", "400", "--rows", ",".join(ROWS)]
+    assert main([*args, "--set", *MICRO]) == 0
+    first = capsys.readouterr().out
+    assert "report:" in first and "train swin_unet-seed0: done" in first
+
+    report = (out / "report.md").read_text()
+    assert "## Results (Table 1 layout)" in report
+    assert "The paper's Table 1, for orientation" in report and "| .799 |" in report
+    assert "different data" in report
+    for row in ["Swin Transformer", "Swin-Unet", "Joint-SwinTransformer", "MTL-Swin-Unet (cls+seg)"]:
+        assert row in report
+    # Every figure the report links exists and is a real PNG.
+    for name in ["roc.png", "training_curves.png", "confusion.png", "gradcam_grid.png"]:
+        assert f"({name})" in report
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+    table = pd.read_csv(out / "table1.csv")
+    assert len(table) == 4
+    audit = pd.read_csv(out / "audit" / "audit.csv")
+    assert {"swin-seed0", "joint_swin-seed0", "mtl_cls_seg-seed0"} <= set(audit.iloc[:, 0].astype(str))
+    for run in ["swin_unet", *ROWS]:
+        metrics = json.loads((out / "runs" / f"{run}-seed0" / "metrics.json").read_text())
+        assert {"test_a", "test_b"} <= set(metrics)
+
+    # A second call finds every stage done and skips it.
+    assert main([*args, "--set", *MICRO]) == 0
+    second = capsys.readouterr().out
+    assert "running" not in second
+    assert second.count("skipped (valid output exists)") == 2 + 4 + 4 + 1
+
+
+def test_joint_swin_tiny_brings_its_own_swin_t_segmentation_run():
+    from mtlswin.pipeline.reproduce import row_overrides
+
+    rows = ordered_rows(("joint_swin_tiny",))
+    assert rows == ["swin_unet_tiny", "joint_swin_tiny"]
+    assert row_overrides(get_preset("paper"), "swin_unet_tiny") == ["model.depths=[2,2,6,2]"]
+    with pytest.raises(ValueError, match="unknown Table-1 rows"):
+        ordered_rows(("resnet50",))

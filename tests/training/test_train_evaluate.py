@@ -1,0 +1,167 @@
+"""End to end on the tiny data set: train (Lightning), evaluate, load_run, report, predict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from training_helpers import tiny_config
+
+from mtlswin.config import load_config
+from mtlswin.training.evaluate import evaluate_run
+from mtlswin.training.predict import predict_files
+from mtlswin.training.report import write_report
+from mtlswin.training.run import load_run
+from mtlswin.training.train import train
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_data):
+    tmp = tmp_path_factory.mktemp("train")
+    path = tiny_config(tmp, tiny_data, "mtl", train={"epochs": 4, "lr": 0.05}, data={"augment": "none"})
+    run = train(load_config(path))
+    evaluate_run(run, n_boot=200)
+    return run
+
+
+def _epochs(run) -> pd.DataFrame:
+    log = pd.read_csv(run / "logs" / "metrics.csv")
+    cols = [
+        "train/loss_epoch",
+        "train/cls_epoch",
+        "train/seg_epoch",
+        "train/rec_epoch",
+        "val/auc",
+        "val/iou",
+        "val/loss",
+    ]
+    return log.groupby("epoch")[cols].last()
+
+
+def test_run_folder_layout(trained_run):
+    for name in (
+        "config.yaml",
+        "model.safetensors",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+        "logs/metrics.csv",
+    ):
+        assert (trained_run / name).is_file(), name
+    assert list((trained_run / "logs").glob("events.out.tfevents.*"))
+    assert yaml.safe_load((trained_run / "config.yaml").read_text())["model"]["name"] == "mtl_swin_unet"
+    assert not list((trained_run / "checkpoints").glob("*.tmp"))
+
+
+def test_training_loss_falls_and_validation_auc_beats_chance(trained_run):
+    curves = _epochs(trained_run)
+    print(curves.round(4).to_string())
+    assert curves["train/loss_epoch"].iloc[-1] < curves["train/loss_epoch"].iloc[0]
+    assert curves["val/auc"].iloc[-1] > 0.5
+    # Every loss part is logged.
+    assert curves[["train/cls_epoch", "train/seg_epoch", "train/rec_epoch"]].notna().all().all()
+
+
+def test_lr_follows_the_poly_schedule(trained_run):
+    log = pd.read_csv(trained_run / "logs" / "metrics.csv").dropna(subset=["train/lr"])
+    max_iter = 4 * 5  # 4 epochs x 5 batches (40 train slices, batch 8)
+    expected = [0.05 * (1 - s / max_iter) ** 0.9 for s in log["step"]]
+    np.testing.assert_allclose(log["train/lr"], expected, rtol=1e-6)
+
+
+def test_evaluate_writes_metrics_and_predictions(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert set(metrics) == {"test_a", "test_b"}
+    a = metrics["test_a"]
+    for key in ("iou", "acc", "precision", "recall", "f1_pos", "f1_macro", "auc", "sensitivity", "specificity"):
+        assert key in a
+    assert a["f1_macro"] == pytest.approx((a["f1_pos"] + a["f1_neg"]) / 2)
+    low, high = a["auc_ci95"]
+    assert low <= a["auc"] <= high
+    assert "worst_group" in a["group_acc"]
+    pred = pd.read_csv(trained_run / "predictions" / "test_a.csv")
+    assert list(pred.columns[:4]) == ["index", "label", "prob", "pred"] and len(pred) == a["n"]
+    assert ((pred["prob"] >= 0.5).astype(int) == pred["pred"]).all()
+
+
+def test_load_run_from_folder_ckpt_and_safetensors_agree(trained_run):
+    x = torch.rand(2, 1, 32, 32)
+    outs = []
+    for path in (trained_run, trained_run / "checkpoints" / "best.ckpt", trained_run / "model.safetensors"):
+        config, model = load_run(path)
+        assert config is not None and config.model.name == "mtl_swin_unet"
+        with torch.no_grad():
+            outs.append(model(x)["logits"])
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    torch.testing.assert_close(outs[0], outs[2], rtol=0, atol=0)
+
+
+def test_report_table_with_two_seeds(trained_run, tmp_path):
+    second = tmp_path / "mtl-seed1"
+    shutil.copytree(trained_run, second)
+    cfg = yaml.safe_load((second / "config.yaml").read_text())
+    cfg["output"]["name"] = "mtl-seed1"
+    (second / "config.yaml").write_text(yaml.safe_dump(cfg))
+    metrics = json.loads((second / "metrics.json").read_text())
+    metrics["test_a"]["auc"] = metrics["test_a"]["auc"] - 0.1
+    (second / "metrics.json").write_text(json.dumps(metrics))
+    report = write_report([trained_run, second], tmp_path / "report")
+    table = pd.read_csv(tmp_path / "report" / "table1.csv")
+    assert list(table["row"]) == ["mtl"] and table["seeds"].iloc[0] == 2
+    first_auc = json.loads((trained_run / "metrics.json").read_text())["test_a"]["auc"]
+    assert table["test_a_auc"].iloc[0] == pytest.approx(first_auc - 0.05)
+    assert table["test_a_auc_sd"].iloc[0] == pytest.approx(np.std([first_auc, first_auc - 0.1], ddof=1))
+    md = (tmp_path / "report" / "table1.md").read_text()
+    assert "| mtl | 2 |" in md and "±" in md
+    for png in ("roc.png", "training_curves.png", "confusion.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 5000
+    assert "table1" not in report.read_text() or report.is_file()
+
+
+def test_report_includes_an_audit_folder(trained_run, tmp_path):
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    (audit / "audit.md").write_text("Grad-CAM energy inside the mask: 0.42")
+    (audit / "audit.csv").write_text("model,energy\nmtl,0.42\n")
+    report = write_report([trained_run], tmp_path / "out", audit=audit)
+    assert "energy inside the mask: 0.42" in report.read_text()
+    assert (tmp_path / "out" / "audit.csv").is_file()
+
+
+def test_predict_on_dicom_folder(trained_run, tmp_path):
+    from mtlswin.data.phantom.generate import SynthConfig
+    from mtlswin.data.phantom.writer import write_dataset
+
+    write_dataset(SynthConfig(slices=11, size=32, seed=1), tmp_path / "dicoms")
+    table = predict_files(trained_run, [tmp_path / "dicoms"], tmp_path / "pred")
+    assert len(table) == 11
+    assert table["probability"].between(0, 1).all()
+    assert ((table["probability"] >= 0.5).astype(int) == table["predicted_label"]).all()
+    assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == 11
+    assert pd.read_csv(tmp_path / "pred" / "predictions.csv").shape == (11, 3)
+
+
+def test_cli_evaluate_report_predict(trained_run, tmp_path, capsys):
+    from mtlswin.cli import main
+
+    assert main(["evaluate", str(trained_run), "--split", "val", "--bootstrap", "50"]) == 0
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert {"val", "test_a", "test_b"} <= set(metrics)
+    assert (trained_run / "predictions" / "val.csv").is_file()
+    assert main(["report", str(trained_run), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "table1.md").is_file()
+    with pytest.raises(ValueError, match="not in"):
+        main(["evaluate", str(trained_run), "--split", "nope"])
+
+
+def test_train_refuses_to_overwrite_and_resume_needs_a_checkpoint(trained_run, tmp_path, tiny_data):
+    config = load_config(trained_run / "config.yaml")
+    with pytest.raises(ValueError, match="--resume"):
+        train(config)
+    fresh = load_config(tiny_config(tmp_path, tiny_data, "fresh"))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(fresh, resume=True)
