@@ -19,7 +19,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -q
 
 demo: setup
 	$(BIN)/mtlswin reproduce --preset demo --out runs/demo

@@ -39,9 +39,16 @@ def _loss(out: dict[str, torch.Tensor], x: torch.Tensor, label: torch.Tensor, ma
     return loss
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _seconds(fn) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -60,16 +67,16 @@ def _best_seconds(fns: dict, reps: int, warmup: int = 1) -> dict[str, float]:
     return best
 
 
-def speed(batch: int, size: int, reps: int) -> dict[str, tuple[float, float]]:
+def speed(batch: int, size: int, reps: int, device: str = "cpu") -> dict[str, tuple[float, float]]:
     """{label: (train-step seconds, inference seconds)} per batch."""
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 1, size, size, generator=g)
-    label = torch.randint(0, 2, (batch,), generator=g)
-    mask = torch.randint(0, 2, (batch, size, size), generator=g)
+    x = torch.rand(batch, 1, size, size, generator=g).to(device)
+    label = torch.randint(0, 2, (batch,), generator=g).to(device)
+    mask = torch.randint(0, 2, (batch, size, size), generator=g).to(device)
     train, infer = {}, {}
     for label_name, (name, options) in SPEED_MODELS.items():
         torch.manual_seed(0)
-        model = create_model(name, img_size=size, **options)
+        model = create_model(name, img_size=size, **options).to(device)
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
         def train_step(model=model, opt=opt):
@@ -134,11 +141,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (fastest kept) after one warm-up")
+    parser.add_argument("--device", default="cpu", help="cpu (the issue's setting) or cuda (speed table only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch}")
 
-    res = speed(args.batch, args.size, args.reps)
+    if args.device != "cpu":
+        print(f"device {args.device}: {torch.cuda.get_device_name() if args.device.startswith('cuda') else ''}")
+    res = speed(args.batch, args.size, args.reps, args.device)
     base_train, base_infer = res["swin"]
     print(f"\n{'model':<14} {'train img/s':>12} {'infer img/s':>12} {'train x swin':>13} {'infer x swin':>13}")
     for label, (t_train, t_infer) in res.items():
@@ -150,6 +160,8 @@ def main() -> None:
     verdict = "OK" if shared_train <= 2.0 and shared_infer <= 2.0 else "ABOVE TARGET"
     print(f"target shared MTL <= 2.0x swin: train {shared_train:.2f}x, inference {shared_infer:.2f}x -> {verdict}")
 
+    if args.device != "cpu":
+        return
     counted = flops(args.size)
     base_train_f, base_infer_f = counted["swin"]
     print(f"\n{'model':<14} {'train GFLOP/img':>16} {'infer GFLOP/img':>16} {'train x swin':>13} {'infer x swin':>13}")
