@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +25,14 @@ import pandas as pd
 import yaml
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve
 
+from mtlswin.training.rows import TABLE1_LABELS
+
 __all__ = ["RunResult", "load_results", "table1", "write_report"]
 
 SPLITS = ("test_a", "test_b")
 METRICS = ("acc", "precision", "recall", "f1_macro", "auc")
 HEADERS = {"acc": "acc", "precision": "prec", "recall": "rec", "f1_macro": "F1", "auc": "AUC"}
-PAPER_ORDER = (
-    "unet", "swin_unet", "resnet152", "swin", "swin_tiny", "joint_learning", "joint_swin", "joint_swin_tiny",
-    "mtl_cls_rec", "mtl_cls_seg", "mtl_cls_seg_rec", "mtl_tiny_cls_seg_rec",
-)  # fmt: skip
+PAPER_ORDER = tuple(TABLE1_LABELS)
 _SEED_SUFFIX = re.compile(r"[-_]seed\d+$")
 
 
@@ -83,10 +83,12 @@ def table1(results: list[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame, pd.Ser
         records.setdefault(r.row, []).append([np.nan if v is None else float(v) for v in values])
     rows = _row_order(list(records))
     index = pd.MultiIndex.from_tuples(cols)
-    mean = pd.DataFrame([np.nanmean(records[r], axis=0) if _any(records[r]) else [np.nan] * len(cols) for r in rows],
-                        index=rows, columns=index)  # fmt: skip
-    sd = pd.DataFrame([np.nanstd(records[r], axis=0, ddof=1) if len(records[r]) > 1 else [np.nan] * len(cols)
-                       for r in rows], index=rows, columns=index)  # fmt: skip
+    with warnings.catch_warnings():  # a column that is empty for a row (e.g. IoU of a classifier) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = pd.DataFrame([np.nanmean(records[r], axis=0) if _any(records[r]) else [np.nan] * len(cols) for r in rows],
+                            index=rows, columns=index)  # fmt: skip
+        sd = pd.DataFrame([np.nanstd(records[r], axis=0, ddof=1) if len(records[r]) > 1 else [np.nan] * len(cols)
+                           for r in rows], index=rows, columns=index)  # fmt: skip
     return mean, sd, pd.Series({r: len(records[r]) for r in rows})
 
 
@@ -103,15 +105,17 @@ def _fmt(mean: float, sd: float) -> str:
 
 def table1_markdown(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series) -> str:
     """The Markdown table in the paper's layout."""
-    head = ["Method", "seeds", "IoU"] + [HEADERS[m] for _ in SPLITS for m in METRICS]
+    head = ["Method", "seeds", "IoU"] + [f"{HEADERS[m]} {s[-1].upper()}" for s in SPLITS for m in METRICS]
     lines = [
-        "| | | | Test A (hospitals 1-4) | | | | | Test B (hospitals 5-11) | | | | |",
+        "A = test A (hospitals 1-4), B = test B (hospitals 5-11); mean ± sd over seeds where there are several.",
+        "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
     for row in mean.index:
         cells = [_fmt(mean.loc[row, c], sd.loc[row, c]) for c in mean.columns]
-        lines.append(f"| {row} | {n[row]} | " + " | ".join(cells) + " |")
+        label = f"{TABLE1_LABELS[row]} (`{row}`)" if row in TABLE1_LABELS else row
+        lines.append(f"| {label} | {n[row]} | " + " | ".join(cells) + " |")
     lines.append("\nF1 is the macro F1 over both classes (the paper's F1); positive-class F1 is in metrics.json.")
     return "\n".join(lines) + "\n"
 
