@@ -2,9 +2,8 @@
 
 pytorch-grad-cam needs target layers whose output is a channels-first feature map. A model may
 say so itself (``model.cam_target_layers()`` and ``model.cam_reshape``, see docs/contracts.md);
-otherwise :func:`cam_spec` falls back to this table, keyed on the attributes of each family. A model
-with a ``frozen_encoder`` always gets that encoder's bottleneck added to its own targets, so both
-encoders of Joint-SwinTransformer contribute (the input is given ``requires_grad`` so the frozen
+otherwise :func:`cam_spec` falls back to this table, keyed on the attributes of each family. Both
+encoders of Joint-SwinTransformer are targets (the input is given ``requires_grad`` so the frozen
 encoder's activations receive gradients although its parameters do not):
 
 =====================  ========================================  ===========  =====================
@@ -115,11 +114,7 @@ def cam_spec(model: nn.Module) -> CamSpec:
     encoder = getattr(model, "encoder", None)
     frozen = getattr(model, "frozen_encoder", None)
     if callable(getattr(model, "cam_target_layers", None)):
-        layers = list(model.cam_target_layers())
-        if frozen is not None and not any(m is layer for layer in layers for m in frozen.modules()):
-            # Joint-SwinTransformer: the frozen encoder's half of the pooled feature counts too.
-            layers.append(_swin_target(frozen))
-        return CamSpec(layers, getattr(model, "cam_reshape", None), "model")
+        return CamSpec(list(model.cam_target_layers()), getattr(model, "cam_reshape", None), "model")
     if encoder is not None and frozen is not None:
         return CamSpec([_swin_target(encoder), _swin_target(frozen)], tokens_to_nchw, "joint_swin")
     if encoder is not None and hasattr(encoder, "stages"):

@@ -65,12 +65,13 @@ class JointSwin(nn.Module):
         return report
 
     def cam_target_layers(self) -> list[nn.Module]:
-        """Grad-CAM layer: the trainable encoder's bottleneck LayerNorm (what the head pools, for its half).
+        """Grad-CAM layers: the bottleneck LayerNorms of both encoders, [trainable, frozen].
 
-        The frozen encoder is not a target: it takes no part in training, and with no parameter
-        requiring grad its activations carry no gradient for Grad-CAM to read.
+        The head pools both halves of the concatenated feature, so both contribute to the logit. The
+        frozen encoder has no parameter requiring grad; its activations still carry gradients once the
+        input requires grad, which :func:`mtlswin.explain.gradcam.compute_cam` arranges.
         """
-        return [self.encoder.norm]
+        return [self.encoder.norm, self.frozen_encoder.norm]
 
     cam_reshape = staticmethod(nhwc_to_nchw)
 
