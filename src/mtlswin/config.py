@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,8 +128,10 @@ _TRAINER_RESERVED = {
 
 
 def _closest(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.0)
-    return f"; did you mean {match[0]!r}?" if match else ""
+    from mtlswin.models.registry import closest_name  # lazy: the registry imports torch
+
+    match = closest_name(word, choices)
+    return f"; did you mean {match!r}?" if match else ""
 
 
 def _unknown(where: str, key: str, valid: list[str]) -> ValueError:

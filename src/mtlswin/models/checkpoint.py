@@ -47,7 +47,8 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
-def _resolve(path: str | Path) -> Path:
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder -> its ``model.safetensors``; a file stays as it is; ``FileNotFoundError`` if neither exists."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -58,7 +59,7 @@ def _resolve(path: str | Path) -> Path:
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """``(state_dict, {"model": name, "config": dict})`` of our checkpoint file or run folder."""
-    path = _resolve(path)
+    path = resolve_checkpoint(path)
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     if "mtlswin_model" not in metadata:

@@ -46,9 +46,15 @@ def register_model(name: str, config_cls: type, tiny: dict[str, Any] | None = No
     return wrap
 
 
-def _closest(word: str, choices: list[str]) -> str:
+def closest_name(word: str, choices: list[str]) -> str | None:
+    """The entry of ``choices`` closest to ``word`` (for "did you mean" messages), None if there is none."""
     match = difflib.get_close_matches(word, choices, n=1, cutoff=0.0)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    return match[0] if match else None
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = closest_name(word, choices)
+    return f" (did you mean {match!r}?)" if match else ""
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from mtlswin.models import convert
-from mtlswin.models.checkpoint import CHECKPOINT_NAME, read_checkpoint, read_state_dict, save_model
+from mtlswin.models.checkpoint import read_checkpoint, read_state_dict, save_model
 from mtlswin.models.configs import MTL_SIZES
 from mtlswin.models.registry import create_model, get_entry
 
@@ -94,7 +94,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> convert.LoadRe
     """
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
-        state, meta = read_checkpoint(path if not path.is_dir() else path / CHECKPOINT_NAME)
+        state, meta = read_checkpoint(path)
         report = convert.LoadReport(f"{path} ({meta.get('model', '?')})")
         mapped = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
         report.ignored = {k: "not part of the encoder" for k in state if not k.startswith("encoder.")}

@@ -38,14 +38,14 @@ log = logging.getLogger(__name__)
 
 def resolve_weights_path(path: str | Path) -> Path:
     """A run folder -> its ``model.safetensors``; a file stays as it is. A ``ValueError`` if neither exists."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
+    from mtlswin.models.checkpoint import resolve_checkpoint
+
+    try:
+        return resolve_checkpoint(path)
+    except FileNotFoundError as err:
         raise ValueError(
             f"no weights at {str(path)!r}: give a trained run folder (with model.safetensors) or a checkpoint file"
-        )
-    return path
+        ) from err
 
 
 def build_model(config: Config) -> torch.nn.Module:
