@@ -9,7 +9,7 @@ import torch
 from timm.models.swin_transformer import SwinTransformer
 
 from mtlswin.models import create_model, save_model, tiny_overrides
-from mtlswin.models.decoder import FinalPatchExpand, PatchExpand, SwinUnetDecoder, expand_tokens, ungroup_pixels
+from mtlswin.models.decoder import FinalPatchExpand, PatchExpand, SwinUnetDecoder, expand_tokens
 from mtlswin.models.encoder import SwinEncoder
 from mtlswin.models.registry import build_config
 from mtlswin.models.sizes import check_swin_sizes
@@ -197,13 +197,18 @@ def test_frozen_encoder_refuses_a_checkpoint_whose_keys_do_not_match(tmp_path):
         model.load_frozen_encoder(tmp_path / "wider.safetensors")
 
 
-def test_grouped_decoder_output_equals_the_final_patch_expand_and_heads_equal_1x1_convs():
+def test_decoder_output_is_the_final_patch_expand_and_with_head_weights_equals_1x1_convs_of_it():
     torch.manual_seed(0)
-    enc, dec = SwinEncoder(**TINY), SwinUnetDecoder(**TINY)
-    feats = enc(_x())
+    enc, dec = SwinEncoder(**TINY).eval(), SwinUnetDecoder(**TINY).eval()
     with torch.no_grad():
+        dec.up.norm.weight.normal_()  # a LayerNorm affine that is not the identity
+        dec.up.norm.bias.normal_()
+        feats = enc(_x())
+        pixels = dec(feats)
         reference = dec.up(dec.forward_tokens(feats)).permute(0, 3, 1, 2)  # FinalPatchExpand, then NCHW
-        assert torch.allclose(dec(feats), reference, atol=1e-6)
-        head = torch.nn.Linear(8, 3, bias=False)
-        as_conv = torch.nn.functional.conv2d(reference, head.weight[:, :, None, None])
-        assert torch.allclose(ungroup_pixels(head(dec(feats, grouped=True)), 2), as_conv, atol=1e-5)
+        assert pixels.shape == (2, 8, 32, 32) and torch.equal(pixels, reference)
+        heads = torch.randn(3, 8)
+        as_conv = torch.nn.functional.conv2d(reference, heads[:, :, None, None])
+        projected = dec(feats, head_weight=heads)
+        assert projected.shape == (2, 3, 32, 32)
+        assert (projected - as_conv).abs().max() < 1e-5 * as_conv.abs().max()

@@ -14,6 +14,10 @@ widths ``d_k = C * 2**k`` and resolutions ``r_k``::
 
 timm has Swin blocks but no patch-expanding layer, so ``PatchExpand`` / ``FinalPatchExpand`` are
 written here (a Linear and a fixed rearrange each).
+
+The task heads (1x1 convolutions) can be handed to the decoder (``decoder(features, head_weight)``):
+it then runs the final expansion, its LayerNorm and the heads as one function
+(:meth:`FinalPatchExpand.project`) that never builds the full-resolution ``C``-channel map.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from timm.models.swin_transformer import SwinTransformerBlock
 from torch import nn
 
 from mtlswin.models.encoder import SwinFeatures
+from mtlswin.models.expand_heads import expand_norm_heads
 from mtlswin.models.sizes import check_swin_sizes
 
 __all__ = ["DecoderStage", "FinalPatchExpand", "PatchExpand", "SwinUnetDecoder", "expand_tokens", "ungroup_pixels"]
@@ -68,6 +73,20 @@ class FinalPatchExpand(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(expand_tokens(self.expand(x), self.scale))  # B, h*s, w*s, C
+
+    def project(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``(B, h, w, C)`` tokens -> ``(B, n, h*s, w*s)``: this layer followed by a per-pixel ``Linear(C, n)``
+        without bias (``weight`` ``(n, C)``, i.e. a 1x1 convolution), the values of ``conv(forward(x))``.
+
+        Computed by :func:`~mtlswin.models.expand_heads.expand_norm_heads`, which never builds the
+        full-resolution ``C``-channel map (at the paper's size the largest tensor of the model); only
+        the ``n`` head outputs are rearranged into pixels.
+        """
+        b, h, w, c = x.shape
+        out = expand_norm_heads(
+            x.reshape(b * h * w, c), self.expand.weight, self.norm.weight, self.norm.bias, weight, self.norm.eps
+        )
+        return ungroup_pixels(out.view(b, h, w, self.scale**2, weight.shape[0]), self.scale)
 
 
 class DecoderStage(nn.Module):
@@ -172,23 +191,17 @@ class SwinUnetDecoder(nn.Module):
             x = self.layers_up[i](self.concat_back_dim[i](x))
         return self.norm_up(x)
 
-    def forward_grouped(self, features: SwinFeatures) -> torch.Tensor:
-        """``(B, r_0, r_0, s*s, C)``: the final expansion (Linear + per-pixel LayerNorm) with pixels still grouped
-        by token (``s`` = patch size); :func:`ungroup_pixels` turns it, or any per-pixel map of it, into NCHW.
+    def forward(self, features: SwinFeatures, head_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """:class:`SwinFeatures` -> ``(B, embed_dim, H, W)`` pixel features (before the 1x1 heads).
 
-        Same values as :class:`FinalPatchExpand` (LayerNorm is per pixel, so it commutes with the
-        rearrange), without copying the full-resolution ``C``-channel map: per-pixel heads run on this
-        layout and only their few output channels are rearranged.
+        With ``head_weight`` (``(n, embed_dim)``, the 1x1 heads' weights stacked): ``(B, n, H, W)``, the
+        heads applied to those features, computed by :meth:`FinalPatchExpand.project` without holding
+        the full-resolution feature map.
         """
-        x = self.up.expand(self.forward_tokens(features))  # B, r0, r0, s*s*C
-        b, h, w, _ = x.shape
-        return self.up.norm(x.view(b, h, w, self.up.scale**2, self.out_channels))
-
-    def forward(self, features: SwinFeatures, grouped: bool = False) -> torch.Tensor:
-        """:class:`SwinFeatures` -> ``(B, embed_dim, H, W)`` pixel features (before the 1x1 heads), or with
-        ``grouped=True`` the ``(B, r_0, r_0, s*s, C)`` layout of :meth:`forward_grouped`."""
-        pixels = self.forward_grouped(features)
-        return pixels if grouped else ungroup_pixels(pixels, self.up.scale)
+        tokens = self.forward_tokens(features)
+        if head_weight is not None:
+            return self.up.project(tokens, head_weight)
+        return self.up(tokens).permute(0, 3, 1, 2)
 
 
 def ungroup_pixels(grouped: torch.Tensor, scale: int) -> torch.Tensor:

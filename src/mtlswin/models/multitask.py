@@ -8,8 +8,9 @@ MTL-Swin-Unet (the paper's method 1)::
     seg      = seg_head(pixels)   1x1 conv, no bias     # "seg": B, n_seg_classes, H, W logits
     rec      = rec_head(pixels)   1x1 conv, no bias     # "rec": B, 1, H, W, no activation
 
-(The 1x1 convolutions are per-pixel ``nn.Linear`` layers applied before the final pixel rearrange,
-which saves copying the full-resolution feature map; the values are those of the 1x1 convs.)
+(The 1x1 convolutions are per-pixel ``nn.Linear`` layers, stacked and handed to the decoder, which
+fuses them with its final expansion and LayerNorm so the full-resolution feature map is never
+built; the values are those of the 1x1 convs, see ``mtlswin.models.expand_heads``.)
 
 ``decoder="shared"`` (the authors' layout) builds ONE decoder feeding both 1x1 heads and runs it once
 per forward (their code runs it twice on the same input, with the same result); ``"separate"``
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from mtlswin.models.configs import TINY_UNET, MTLSwinUnetConfig, SwinUnetConfig
-from mtlswin.models.decoder import SwinUnetDecoder, ungroup_pixels
+from mtlswin.models.decoder import SwinUnetDecoder
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
 from mtlswin.models.registry import register_model
 from mtlswin.models.weights import apply_pretrained
@@ -57,7 +58,6 @@ class SwinUnet(nn.Module):
             self.seg_head = nn.Linear(width, config.n_seg_classes, bias=False)
         if "rec" in self.tasks:
             self.rec_head = nn.Linear(width, 1, bias=False)
-        self.patch_size = config.patch_size
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``(B, 1, H, W)`` -> dict with ``logits (B, n_classes)``, ``seg (B, n_seg, H, W)``, ``rec (B, 1, H, W)``."""
@@ -66,18 +66,14 @@ class SwinUnet(nn.Module):
         if "cls" in self.tasks:
             out["logits"] = self.head(features.bottleneck.mean(dim=(1, 2)))
         for group, decoder in self.decoders.items():
-            pixels = decoder(features, grouped=True)  # B, h, w, p*p, C: computed once, shared by the heads
-            out.update(self._pixel_heads(pixels, group.split("+")))
+            tasks = group.split("+")
+            heads = [self.seg_head if task == "seg" else self.rec_head for task in tasks]
+            # The heads' weights stacked: the decoder runs once and feeds every head in one pass.
+            weight = heads[0].weight if len(heads) == 1 else torch.cat([h.weight for h in heads])
+            maps = decoder(features, head_weight=weight)  # B, sum(n), H, W
+            chunks = maps.split([h.out_features for h in heads], dim=1)
+            out.update({task: chunk.contiguous() for task, chunk in zip(tasks, chunks, strict=True)})
         return out
-
-    def _pixel_heads(self, pixels: torch.Tensor, tasks: list[str]) -> dict[str, torch.Tensor]:
-        """Apply the 1x1 heads of ``tasks`` to grouped pixels in ONE pass over the full-resolution map
-        (their weights stacked), then split and rearrange the few output channels to ``(B, n, H, W)``."""
-        heads = [self.seg_head if task == "seg" else self.rec_head for task in tasks]
-        weight = heads[0].weight if len(heads) == 1 else torch.cat([h.weight for h in heads])
-        maps = ungroup_pixels(nn.functional.linear(pixels, weight), self.patch_size)  # B, sum(n), H, W
-        chunks = maps.split([h.out_features for h in heads], dim=1)
-        return {task: chunk.contiguous() for task, chunk in zip(tasks, chunks, strict=True)}
 
 
 class MTLSwinUnet(SwinUnet):
