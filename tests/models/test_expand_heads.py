@@ -106,3 +106,11 @@ def test_mismatched_weights_are_rejected_naming_the_shapes():
         expand_norm_heads(tokens, torch.randn(100, 8), torch.ones(8), torch.zeros(8), torch.randn(2, 8))
     with pytest.raises(ValueError, match=r"head weight \(2, 6\)"):
         expand_norm_heads(tokens, torch.randn(128, 8), torch.ones(8), torch.zeros(8), torch.randn(2, 6))
+
+
+def test_autocast_does_not_lower_its_precision():
+    up, tokens, heads = _layers(dim=16, dtype=torch.float32, seed=4)
+    exact = up.project(tokens, heads)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = up.project(tokens, heads)
+    assert under_autocast.dtype == torch.float32 and torch.equal(under_autocast, exact)
