@@ -30,6 +30,16 @@ def test_replicas_cover_every_index_and_epochs_differ():
     assert list(s) != first and sorted(s) == list(range(50))
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_unpadded_shards_hold_every_index_exactly_once(shuffle):
+    parts = [ResumableSampler(11, seed=2, shuffle=shuffle, num_replicas=3, rank=r, pad=False) for r in range(3)]
+    assert [len(p) for p in parts] == [4, 4, 3]  # 11 = 4 + 4 + 3: nothing repeated to even them out
+    indices = [i for p in parts for i in p]
+    assert sorted(indices) == list(range(11))
+    padded = [i for r in range(3) for i in ResumableSampler(11, seed=2, shuffle=shuffle, num_replicas=3, rank=r)]
+    assert len(padded) == 12 and len(set(padded)) == 11  # the default repeats one index
+
+
 def test_set_start_skips_prefix_once():
     s = ResumableSampler(20, seed=5)
     s.set_epoch(2)

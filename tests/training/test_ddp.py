@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 from training_helpers import run_cli, tiny_config
+
+from mtlswin.training.evaluate import evaluate_run
 
 
 def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tiny_data):
@@ -18,3 +21,13 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tiny_data):
     # Each rank trained on its half of the 40 train slices: ceil(20 / 8) = 3 steps (5 without sharding).
     assert sync["global_step"] == 3
     assert (tmp_path / "runs" / "ddp" / "model.safetensors").is_file()
+    # Validation is sharded, not repeated: each rank evaluated half of the split, and the metrics
+    # gathered from the two halves equal those of one process evaluating the whole split.
+    n_val = int((pd.read_csv(tiny_data.splits)["split"] == "val").sum())
+    assert sorted(sync["val_samples_per_rank"]) == [n_val // 2, n_val - n_val // 2]
+    logged = pd.read_csv(tmp_path / "runs" / "ddp" / "logs" / "metrics.csv")
+    logged = logged.dropna(subset=["val/auc"]).iloc[-1]
+    whole = evaluate_run(tmp_path / "runs" / "ddp", ["val"], n_boot=10)["val"]
+    print(f"DDP val: logged auc {logged['val/auc']:.6f} iou {logged['val/iou']:.6f}; one process {whole}")
+    assert abs(logged["val/auc"] - whole["auc"]) < 1e-6
+    assert abs(logged["val/iou"] - whole["iou"]) < 1e-6

@@ -5,7 +5,8 @@ splits CSV, refuses test-B patients seen in train/val (:func:`splits.check_split
 ``cache_dir``, opens (or builds, if ``prepare_data`` did not) the memory-mapped cache. ``train_dataloader()`` uses a
 :class:`ResumableSampler` (the trainer should set ``use_distributed_sampler=False``); its
 ``set_epoch`` (called by Lightning each epoch) also sets the dataset's epoch for the
-(seed, epoch, index) augmentation draw.
+(seed, epoch, index) augmentation draw. ``val_dataloader()`` gives each DDP rank its own share of
+the validation split, without padding, so that synced metrics see every slice once.
 """
 
 from __future__ import annotations
@@ -123,10 +124,15 @@ class CTDataModule(L.LightningDataModule):
             )
         return self._datasets[key]
 
-    def dataloader(self, split: str, shuffle: bool = False, augment: bool = False) -> DataLoader:
-        """A loader over any split (eval batch size; shuffling seeded by ``seed``)."""
+    def dataloader(self, split: str, shuffle: bool = False, augment: bool = False, shard: bool = False) -> DataLoader:
+        """A loader over any split (eval batch size; shuffling seeded by ``seed``).
+
+        ``shard``: under DDP, this rank's share of the split, every sample on exactly one rank (no
+        padding); metrics that sync across ranks (torchmetrics) then see each sample once.
+        """
         ds = self.dataset(split, augment)
-        sampler = ResumableSampler(len(ds), self.seed, shuffle=shuffle, num_replicas=1, rank=0)
+        replicas = {"pad": False} if shard else {"num_replicas": 1, "rank": 0}
+        sampler = ResumableSampler(len(ds), self.seed, shuffle=shuffle, **replicas)
         sampler.add_epoch_listener(ds.set_epoch)
         return self._loader(ds, self.eval_batch_size, sampler)
 
@@ -147,7 +153,8 @@ class CTDataModule(L.LightningDataModule):
         return self._loader(ds, self.batch_size, self.train_sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self.dataloader("val")
+        """The validation split, sharded across DDP ranks (the metrics gather it back whole)."""
+        return self.dataloader("val", shard=True)
 
     def test_dataloader(self) -> list[DataLoader]:
         """``[test_a, test_b]`` (Lightning's dataloader_idx 0 and 1)."""

@@ -3,7 +3,9 @@
 Each epoch's order is a seeded permutation of ``range(n)`` (``torch.randperm`` with a generator
 seeded ``seed + epoch``, as torch's ``DistributedSampler``), padded by repeating the start of the
 order so that it divides evenly among replicas (or truncated with ``drop_last``), and then
-strided ``order[rank::num_replicas]``. ``set_start(k)`` skips the first ``k`` samples of this
+strided ``order[rank::num_replicas]``. With ``pad=False`` nothing is repeated: the replicas'
+shares differ by at most one sample and together hold every index exactly once (validation, where
+a repeated sample would count twice in the metrics). ``set_start(k)`` skips the first ``k`` samples of this
 replica's order for the NEXT iteration only (mid-epoch resume); it is reset to 0 when that
 iteration starts. ``set_epoch(e)`` also calls every listener added by ``add_epoch_listener`` (the
 data module uses it to tell the dataset the epoch, for the (seed, epoch, index) augmentation draw).
@@ -36,6 +38,7 @@ class ResumableSampler(Sampler[int]):
         num_replicas: int | None = None,
         rank: int | None = None,
         drop_last: bool = False,
+        pad: bool = True,
     ):
         world, this_rank = _world()
         self.num_replicas = world if num_replicas is None else int(num_replicas)
@@ -51,9 +54,13 @@ class ResumableSampler(Sampler[int]):
         self._listeners: list[Callable[[int], None]] = []
         if drop_last:
             self.num_samples = self.n // self.num_replicas
-        else:
+            self.total_size = self.num_samples * self.num_replicas
+        elif pad:
             self.num_samples = math.ceil(self.n / self.num_replicas)
-        self.total_size = self.num_samples * self.num_replicas
+            self.total_size = self.num_samples * self.num_replicas
+        else:
+            self.num_samples = len(range(self.rank, self.n, self.num_replicas))
+            self.total_size = self.n
 
     def add_epoch_listener(self, fn: Callable[[int], None]) -> None:
         """Call ``fn(epoch)`` whenever :meth:`set_epoch` is called."""

@@ -162,12 +162,18 @@ def _export_best(module: MTLModule, run_dir: Path, best_path: str | None) -> Pat
 
 
 def _check_replicas(module: MTLModule, trainer: pl.Trainer, run_dir: Path) -> None:
-    """After DDP training: max abs difference of every rank's weights from rank 0's, in ``ddp_sync.json``."""
+    """After DDP training, in ``ddp_sync.json``: max abs difference of every rank's weights from rank 0's,
+    and how many validation samples each rank evaluated (its shard of the split)."""
+    device = trainer.strategy.root_device
     flat = torch.cat([p.detach().float().reshape(-1).cpu() for p in module.parameters()])
-    gathered = trainer.strategy.all_gather(flat.to(trainer.strategy.root_device))  # world, P
+    gathered = trainer.strategy.all_gather(flat.to(device))  # world, P
     diff = (gathered - gathered[0]).abs().max().item()
+    val = trainer.val_dataloaders
+    n_val = torch.tensor([len(val.sampler) if val is not None else 0], device=device)
+    val_per_rank = trainer.strategy.all_gather(n_val).reshape(-1).tolist()
     if trainer.is_global_zero:
-        info = {"world_size": trainer.world_size, "max_abs_diff": diff, "global_step": trainer.global_step}
+        info = {"world_size": trainer.world_size, "max_abs_diff": diff, "global_step": trainer.global_step,
+                "val_samples_per_rank": val_per_rank}  # fmt: skip
         (run_dir / "ddp_sync.json").write_text(json.dumps(info))
 
 
