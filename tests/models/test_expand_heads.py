@@ -100,6 +100,15 @@ def test_it_keeps_about_half_what_the_plain_layers_keep_for_backward_and_no_full
     assert per_token_fused == 16 * 32 + 16 * 4 + 32 and per_token_plain >= 2 * 16 * 32
 
 
+def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients():
+    up, _, heads = _layers()
+    tokens = torch.zeros(0, 3, 3, 8, dtype=torch.float64, requires_grad=True)
+    out = up.project(tokens, heads)
+    assert out.shape == (0, 3, 12, 12)
+    out.sum().backward()
+    assert tokens.grad.shape == tokens.shape and up.expand.weight.grad.abs().max() == 0
+
+
 def test_mismatched_weights_are_rejected_naming_the_shapes():
     tokens = torch.randn(4, 8)
     with pytest.raises(ValueError, match=r"expand weight \(100, 8\) and head weight \(2, 8\) do not fit 8-channel"):

@@ -97,7 +97,7 @@ def _project(
         variances.append((gram_h * chunk.unsqueeze(1)).sum(-1) / c)
         if keep:
             kept.append(gram_h)
-    return projected, torch.cat(variances), kept
+    return projected, torch.cat(variances) if variances else h.new_zeros(0, k), kept  # no tokens: no chunks
 
 
 class _NormalisedProjection(torch.autograd.Function):
@@ -128,5 +128,6 @@ class _NormalisedProjection(torch.autograd.Function):
             from_variance.append((g_h * weights.unsqueeze(-1)).sum(1))  # sum_k dvar_k G_k h
             scaled = (weights.unsqueeze(-1) * chunk.unsqueeze(1)).reshape(-1, k * c)  # dvar_k h: t, K*C
             grad_gram.addmm_(scaled.T, chunk)
-        grad_h = grad_h + torch.cat(from_variance) * (2.0 / c)
+        if from_variance:
+            grad_h = grad_h + torch.cat(from_variance) * (2.0 / c)
         return grad_h, grad_mix, (grad_gram / c).view(k, c, c), None, None
