@@ -167,7 +167,6 @@ class SwinUnetDecoder(nn.Module):
             )
         self.norm_up = nn.LayerNorm(embed_dim)
         self.up = FinalPatchExpand(embed_dim, patch_size)
-        self.out_channels = embed_dim
 
     @staticmethod
     def _level_depths(depths: Sequence[int], decoder_depths: Sequence[int] | None) -> list[int]:

@@ -78,8 +78,7 @@ def expand_norm_heads(
         if torch.is_grad_enabled() and any(t.requires_grad for t in (h, mix, gram)):
             out = _NormalisedProjection.apply(h, mix, gram, eps, rows)
         else:  # inference: nothing to keep for a backward pass
-            projected, variance, _ = _project(h, mix, gram, rows, keep=False)
-            out = projected * (variance + eps).rsqrt().unsqueeze(-1)
+            out, _ = _normalise(*_project(h, mix, gram, rows, keep=False)[:2], eps)
         return out + w @ norm_bias.to(dtype)  # N, K, n
 
 
@@ -100,16 +99,22 @@ def _project(
     return projected, torch.cat(variances) if variances else h.new_zeros(0, k), kept  # no tokens: no chunks
 
 
+def _normalise(projected: torch.Tensor, variance: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rstd_k * M_k h, rstd_k)`` with ``rstd_k = (var_k + eps) ** -0.5``."""
+    rstd = (variance + eps).rsqrt()  # N, K
+    return projected * rstd.unsqueeze(-1), rstd
+
+
 class _NormalisedProjection(torch.autograd.Function):
     """``out[t, k] = (h_t^T G_k h_t / C + eps) ** -0.5 * M_k h_t`` for tokens ``h`` (N, C)."""
 
     @staticmethod
     def forward(ctx, h, mix, gram, eps, rows):
         projected, variance, gram_h = _project(h, mix, gram, rows, keep=True)
-        rstd = (variance + eps).rsqrt()  # N, K
+        out, rstd = _normalise(projected, variance, eps)
         ctx.save_for_backward(h, mix, projected, rstd, *gram_h)
         ctx.rows = rows
-        return projected * rstd.unsqueeze(-1)
+        return out
 
     @staticmethod
     @once_differentiable
