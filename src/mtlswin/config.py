@@ -8,7 +8,8 @@ every key: an unknown key is a ``ValueError`` naming the key and the closest val
   (validated by :func:`mtlswin.models.registry.build_config`).
 - ``data``: the arguments of :class:`mtlswin.data.datamodule.CTDataModule`; ``img_size`` defaults to
   the model's ``img_size``.
-- ``train``: optimisation (SGD + poly decay), loss weights, seed, checkpoint cadence.
+- ``train``: optimisation (SGD + poly decay as in the paper, or AdamW + warm-up + cosine), loss weights, seed,
+  checkpoint cadence.
 - ``trainer``: passed to ``lightning.Trainer`` (names checked against its signature) plus ``compile``.
 - ``output``: ``dir`` and ``name``; the run folder is ``dir/name``.
 """
@@ -61,17 +62,23 @@ class DataConfig:
     cache_dir: str | None = None
     cache_dtype: str = "uint8"
     on_bad_row: str = "error"  # "error" | "skip"
+    normalize: Any = "none"  # "none" | "train-stats" (mean/std of the train split) | [mean, std]: the model's
+    # input standardisation (model.input_mean / input_std, saved with the weights); see mtlswin.models.input_norm
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation: SGD(momentum, weight_decay), ``lr = lr*(1 - iter/max_iter)**poly_power`` per iteration."""
+    """Optimisation (:mod:`mtlswin.training.schedule`). The paper: SGD(momentum, weight_decay) with
+    ``lr * (1 - iter/max_iter) ** poly_power`` per iteration; from scratch: AdamW, warm-up, cosine."""
 
     epochs: int = 600  # 600 with a classification task, 200 for segmentation only (the paper)
+    optimizer: str = "sgd"  # "sgd" (the paper) | "adamw" (from scratch: decay on weight matrices only)
     lr: float = 0.01
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
+    schedule: str = "poly"  # "poly" (the paper) | "cosine"; per optimiser step
     poly_power: float = 0.9
+    warmup_steps: int = 0  # linear warm-up of the rate over the first N optimiser steps
     loss_weights: dict[str, float] | None = None  # task -> weight; None = the paper's defaults
     uncertainty_weighting: bool = False  # Kendall et al. 2018 learned task weights (beyond the paper)
     seed: int = 0
@@ -221,6 +228,17 @@ def _check_values(config: Config) -> None:
         raise ValueError(f"train.epochs must be >= 1, got {train.epochs}")
     if train.lr <= 0:
         raise ValueError(f"train.lr must be > 0, got {train.lr}")
+    from mtlswin.training.schedule import OPTIMIZERS, SCHEDULES
+
+    for key, value, choices in (("optimizer", train.optimizer, OPTIMIZERS), ("schedule", train.schedule, SCHEDULES)):
+        if value not in choices:
+            raise ValueError(f"train.{key} must be one of {', '.join(choices)}; got {value!r}")
+    if train.warmup_steps < 0:
+        raise ValueError(f"train.warmup_steps must be >= 0, got {train.warmup_steps}")
+    norm = data.normalize
+    if not (norm in ("none", "train-stats") or (isinstance(norm, (list, tuple)) and len(norm) == 2
+                                                 and all(isinstance(v, (int, float)) for v in norm) and norm[1] > 0)):  # fmt: skip
+        raise ValueError(f"data.normalize must be 'none', 'train-stats' or [mean, std] with std > 0; got {norm!r}")
     if data.batch_size < 1:
         raise ValueError(f"data.batch_size must be >= 1, got {data.batch_size}")
     if train.checkpoint_every_n_steps < 0:

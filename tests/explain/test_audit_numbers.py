@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtlswin.explain.audit import bootstrap_ci, group_name, slice_scores, summarise, summary_markdown
+from mtlswin.explain.audit import group_name, mean_ci, slice_scores, summarise, summary_markdown
 
 
 def hand_made() -> tuple[np.ndarray, np.ndarray]:
@@ -42,15 +42,15 @@ def test_uniform_map_scores_the_mask_area_chance_level() -> None:
     np.testing.assert_allclose(scores["energy_in_mask"], scores["mask_area"])
 
 
-def test_bootstrap_ci_known_answers() -> None:
+def test_mean_ci_known_answers() -> None:
     # Resampled means of [0, 1] are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4: the 2.5% and 97.5%
     # percentiles are 0 and 1.
-    assert bootstrap_ci(np.array([0.0, 1.0])) == (0.5, 0.0, 1.0)
-    assert bootstrap_ci(np.array([0.3, 0.3, 0.3])) == (0.3, 0.3, 0.3)
-    mean, low, high = bootstrap_ci(np.array([0.7, np.nan]))
+    assert mean_ci(np.array([0.0, 1.0])) == (0.5, 0.0, 1.0)
+    assert mean_ci(np.array([0.3, 0.3, 0.3])) == (0.3, 0.3, 0.3)
+    mean, low, high = mean_ci(np.array([0.7, np.nan]))
     assert mean == 0.7 and np.isnan(low) and np.isnan(high)
     values = np.random.default_rng(1).random(40)
-    first, again = bootstrap_ci(values, seed=3), bootstrap_ci(values, seed=3)
+    first, again = mean_ci(values, seed=3), mean_ci(values, seed=3)
     assert first == again  # fixed seed: the same interval every time
     assert first[1] < values.mean() < first[2]
     assert first[0] == pytest.approx(values.mean())
@@ -66,6 +66,7 @@ def test_summarise_groups_by_model_and_label_cue() -> None:
             "energy_in_mask": [*energy, 0.5, 0.5],
             "pointing_hit": [*hit, 0.0, 0.0],
             "mask_area": [*area, 0.1, 0.1],
+            "map": "4x4",
         }
     )
     summary = summarise(scores, n_resamples=500).set_index(["model", "group"])
@@ -81,7 +82,9 @@ def test_summarise_groups_by_model_and_label_cue() -> None:
     assert summary.loc[("b", "all"), "energy_in_mask_lo"] == 0.5  # constant values: a zero-width CI
     assert ("b", "label=1") not in summary.index  # one group only: no duplicate of "all"
     table = summary_markdown(summary.reset_index(), "test_a")
-    assert "| a | all | 4 | 1 | 0.667 [" in table and "| 0.667 [" in table
+    # 4x4 map: the median mask (a quarter of the image) covers 4 cells
+    assert all_a["median_mask_cells"] == pytest.approx(4.0)
+    assert "| a | all | 4 | 4x4 | 4.0 | 1 | 0.667 [" in table and "| 0.667 [" in table
 
 
 def test_group_names() -> None:
@@ -100,3 +103,14 @@ def test_group_names() -> None:
 def test_bad_inputs_are_rejected(cams: np.ndarray, masks: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         slice_scores(cams, masks)
+
+
+def test_mean_ci_resamples_patients_when_given() -> None:
+    # Two patients of 20 identical slices each: by patient there are 2 units, so resampled means are
+    # 0, 0.5 or 1; by slice (40 units) the interval is far narrower around 0.5.
+    values = np.array([0.0] * 20 + [1.0] * 20)
+    patients = np.array(["a"] * 20 + ["b"] * 20)
+    _, low, high = mean_ci(values, patients, n_resamples=500)
+    assert (low, high) == (0.0, 1.0)
+    _, low_s, high_s = mean_ci(values, None, n_resamples=500)
+    assert 0.3 < low_s < 0.5 < high_s < 0.7

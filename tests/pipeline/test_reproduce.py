@@ -62,6 +62,13 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
 
     report = (out / "report.md").read_text()
     assert "## Results (Table 1 layout)" in report
+    # the demo's departures from the paper's protocol, the test sets' sizes and the claims with verdicts
+    assert "25% of hospital 1" in report and "every slice of hospitals 5-11" in report and "test_b" in report
+    assert "## The paper's claims, tested" in report
+    claims = pd.read_csv(out / "claims.csv")
+    assert "swin" in set(claims["row"]) and claims["verdict"].str.match("held|did not hold|inconclusive").all()
+    metrics_b = json.loads((out / "runs" / "swin-seed0" / "metrics.json").read_text())["test_b"]
+    assert metrics_b["n_twins"] == metrics_b["n"] and 0 <= metrics_b["cue_sensitivity"] <= 1
     assert "The paper's Table 1, for orientation" in report and "| .799 |" in report
     assert "different data" in report
     for row in ["Swin Transformer (`swin`)", "Swin-Unet (`swin_unet`)", "Joint-SwinTransformer (`joint_swin`)"]:
@@ -83,7 +90,7 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
     assert main([*args, "--set", *MICRO]) == 0
     second = capsys.readouterr().out
     assert "running" not in second
-    assert second.count("skipped (valid output exists)") == 2 + 4 + 4 + 1
+    assert second.count("skipped (valid output exists)") == 2 + 4 + 4 + 1 + 1  # data, splits, train, eval, audit, claims
 
 
 def test_joint_swin_tiny_brings_its_own_swin_t_segmentation_run():

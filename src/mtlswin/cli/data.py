@@ -100,6 +100,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-row", choices=("error", "skip"), default="error", help="what to do with bad rows")
 
 
+def _size_or_all(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of slices or 'all', got {text!r}") from None
+
+
 def register(subparsers) -> None:
     """Add ``split``, ``prepare``, ``import`` and ``validate`` to ``subparsers``."""
     p = subparsers.add_parser("split", help="make train/val/test_a/test_b splits of a manifest")
@@ -112,7 +121,8 @@ def register(subparsers) -> None:
     p.add_argument("--trainval-hospitals", type=_ints, default=(1, 2, 3, 4), help="e.g. 1-4 or 1,2,3")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-b-hospitals", type=_ints, default=tuple(range(5, 12)), help="e.g. 5-11")
-    p.add_argument("--test-b-size", type=int, default=None, help="default: the size of test A")
+    p.add_argument("--test-b-size", type=_size_or_all, default=None,
+                   help="slices, or 'all' (every slice of the test-B hospitals); default: the size of test A")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_split)
 

@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     a.add_argument("--per-kind", type=int, default=2, help="grid rows per kind: positive / other marker / no hematoma")
     a.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
     a.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    a.add_argument("--stage", type=int, default=None,
+                   help="Swin models: map the output of this encoder stage (0 = finest) instead of the bottleneck; "
+                   "finer maps can resolve a small hematoma (the map size is reported)")  # fmt: skip
     a.set_defaults(func=_audit)
 
 
@@ -86,6 +89,7 @@ def _audit(args: argparse.Namespace) -> int:
         seed=args.seed,
         manifest=args.manifest,
         splits=args.splits,
+        stage=args.stage,
     )
     print(summary_markdown(summary, args.split))
     return 0

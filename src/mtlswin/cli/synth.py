@@ -7,6 +7,12 @@ import json
 import time
 
 
+def _hospitals(text: str) -> tuple[int, ...]:
+    from mtlswin.cli.data import _ints
+
+    return tuple(range(1, 12)) if text == "all" else _ints(text)
+
+
 def register(subparsers) -> None:
     """Add ``synth`` to ``subparsers``."""
     p = subparsers.add_parser(
@@ -22,6 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--spurious", type=float, default=0.9, help="cue-label correlation in hospitals 1-4 (0..1)")
     p.add_argument("--p-hematoma", type=float, default=0.30, help="target fraction of slices with a hematoma")
     p.add_argument("--p-hypodensity", type=float, default=0.12, help="target fraction of hypodensity slices")
+    p.add_argument("--twins", type=_hospitals, default=(),
+                   help="hospitals whose slices also get a counterfactual twin (cue flipped, all else identical), "
+                   "e.g. 1,5-11 or all; the manifest's `twin` column names each twin")  # fmt: skip
     p.add_argument("--preview", action="store_true", help="also write OUT/preview.png (gallery)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -34,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = SynthConfig(
         preset=args.preset, slices=args.slices, size=args.size, seed=args.seed, spurious=args.spurious,
-        p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity,
+        p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity, twin_hospitals=args.twins,
     )  # fmt: skip
     start = time.perf_counter()
     summary = write_dataset(config, args.out, progress=not args.quiet)

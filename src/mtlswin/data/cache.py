@@ -198,6 +198,27 @@ def _write(tmp: Path, manifest: Manifest, settings: dict, key: str, num_workers:
     (tmp / "index.json").write_text(json.dumps(index, indent=1))
 
 
+def find_cache(
+    manifest: Manifest, cache_dir: str | Path, size: int = 224, dtype: str = "uint8", window: Window = (40, 80)
+) -> SliceCache | None:
+    """The built cache of exactly these rows, files (by content) and settings, or None (nothing is built).
+
+    A cache exists only after every one of its files was decoded, so finding it also vouches for the files:
+    the data module then skips the per-file checks of the manifest (which open every file).
+    """
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return None
+    memo = _HashMemo(cache_dir)
+    try:
+        key = cache_key(manifest, size, dtype, window, memo)
+    except OSError:  # a listed file is missing or unreadable: no cache can match
+        return None
+    memo.save()
+    final = cache_dir / key
+    return SliceCache(final) if (final / "index.json").is_file() else None
+
+
 def build_cache(
     manifest: Manifest,
     cache_dir: str | Path,

@@ -17,7 +17,7 @@ import lightning as L
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from mtlswin.data.cache import SliceCache, build_cache
+from mtlswin.data.cache import SliceCache, build_cache, find_cache
 from mtlswin.data.dataset import SliceDataset, collate_slices
 from mtlswin.data.manifest import Manifest, read_manifest, write_skipped
 from mtlswin.data.readers import Window
@@ -78,22 +78,35 @@ class CTDataModule(L.LightningDataModule):
         self.train_sampler: ResumableSampler | None = None
         self._datasets: dict[tuple[str, bool], SliceDataset] = {}
 
+    def _read(self) -> tuple[Manifest, SliceCache | None]:
+        """The validated manifest and its cache (built if missing).
+
+        Checking every file of a manifest opens each one (seconds for thousands of DICOMs); when the cache
+        of exactly these rows and file contents exists, its build already decoded every file, so the
+        manifest is read without the per-file checks (values, columns and duplicates are still checked).
+        """
+        if self.cache_dir is not None:
+            quick = read_manifest(self.manifest_path, self.target, self.on_bad_row, check_files=False)
+            cache = find_cache(quick, self.cache_dir, self.img_size, self.cache_dtype, self.window)
+            if cache is not None:
+                return quick, cache
+        manifest = read_manifest(self.manifest_path, self.target, self.on_bad_row)
+        if self.cache_dir is None:
+            return manifest, None
+        cache = build_cache(manifest, self.cache_dir, self.img_size, self.cache_dtype, self.window, self.num_workers)
+        return manifest, cache
+
     def prepare_data(self) -> None:
         """Build the cache once (Lightning calls this on one process only); ``setup`` then opens it."""
         if self.cache_dir is not None:
-            manifest = read_manifest(self.manifest_path, self.target, self.on_bad_row)
-            build_cache(manifest, self.cache_dir, self.img_size, self.cache_dtype, self.window, self.num_workers)
+            self._read()
 
     def setup(self, stage: str | None = None) -> None:
         if self.manifest is not None:
             return
-        self.manifest = read_manifest(self.manifest_path, self.target, self.on_bad_row)
+        self.manifest, self.cache = self._read()
         self.splits = read_splits(self.splits_path, self.manifest.table)
         check_splits(self.manifest.table, self.splits)
-        if self.cache_dir is not None:
-            self.cache = build_cache(
-                self.manifest, self.cache_dir, self.img_size, self.cache_dtype, self.window, self.num_workers
-            )
 
     @property
     def markers(self) -> tuple[str, ...]:

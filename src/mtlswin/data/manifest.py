@@ -3,7 +3,8 @@
 Columns (docs/contracts.md): ``image`` (path relative to the manifest's folder; NIfTI slices as
 ``vol.nii.gz#k``), ``mask`` (path or empty; the column may be absent), ``patient_id`` (identifies
 a patient across the whole manifest), ``hospital`` (integer), one 0/1 column per marker, optional
-``cue`` (0/1 or empty). Every other column is a marker, except the metadata columns in
+``cue`` (0/1 or empty), optional ``twin`` (path of the slice's counterfactual twin: the same slice with the
+cue flipped, e.g. written by ``mtlswin synth --twins``; or empty). Every other column is a marker, except the metadata columns in
 :data:`META_COLUMNS` and any column whose name starts with ``meta_``.
 
 :func:`read_manifest` checks everything before training starts and reports ALL problems at once,
@@ -25,7 +26,9 @@ import pandas as pd
 from mtlswin.data.readers import image_shape, split_slice
 
 REQUIRED_COLUMNS = ("image", "patient_id", "hospital")
-META_COLUMNS = ("image", "mask", "patient_id", "hospital", "cue", "source", "study_id", "series_id", "sop_uid")
+META_COLUMNS = (
+    "image", "mask", "patient_id", "hospital", "cue", "twin", "source", "study_id", "series_id", "sop_uid",
+)  # fmt: skip
 _BINARY = ("0", "1", "0.0", "1.0")
 PAPER_MARKERS = ("hypodensity", "irregular_margin", "blend_sign", "fluid_level")
 
@@ -72,6 +75,24 @@ class Manifest:
     @property
     def has_cue(self) -> bool:
         return "cue" in self.table.columns
+
+    def twin_rows(self, indices=None) -> list[int]:
+        """Rows (of ``indices``, default all) whose ``twin`` cell names a file."""
+        if "twin" not in self.table.columns:
+            return []
+        rows = self.table.index if indices is None else pd.Index(indices)
+        return [int(i) for i in rows if _present(self.table.at[i, "twin"])]
+
+    def twins(self) -> Manifest:
+        """The manifest of the counterfactual twins: rows with a twin, ``image`` = the twin, ``cue`` flipped.
+
+        Same row index as this manifest, so splits, caches and predictions line up row by row.
+        """
+        table = self.table.loc[self.twin_rows()].copy()
+        table["image"] = table.pop("twin")
+        if "cue" in table.columns:
+            table["cue"] = [1 - c if c in (0, 1) else c for c in table["cue"]]
+        return dataclasses.replace(self, table=table)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -147,7 +168,7 @@ def _file_problems(root: Path, rec: dict) -> list[str]:
     if not _present(rec["image"]):
         return ["empty image path"]
     shapes = {}
-    for col in ("image", "mask"):
+    for col in ("image", "mask", "twin"):
         value = rec.get(col, "")
         if not _present(value):
             continue
@@ -159,8 +180,9 @@ def _file_problems(root: Path, rec: dict) -> list[str]:
             shapes[col] = image_shape(full)
         except ValueError as err:
             found.append(f"unreadable {col} file: {err}")
-    if len(shapes) == 2 and shapes["image"] != shapes["mask"]:
-        found.append(f"mask size {shapes['mask']} differs from image size {shapes['image']} (mask {rec['mask']})")
+    for col in ("mask", "twin"):
+        if col in shapes and "image" in shapes and shapes["image"] != shapes[col]:
+            found.append(f"{col} size {shapes[col]} differs from image size {shapes['image']} ({col} {rec[col]})")
     return found
 
 

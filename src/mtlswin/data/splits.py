@@ -7,7 +7,7 @@ Paper protocol (SPEC "Data"), every number a parameter:
   ``1 - val_fraction`` / ``val_fraction`` (80/20) at random;
 - ``test_b``: ``test_b_size`` (default: the size of test A) slices drawn from
   ``test_b_hospitals`` (5-11) with the same positive rate as test A (``round(rate * size)``
-  positives).
+  positives); ``"all"``: every slice of those hospitals (a departure from the paper, for power).
 
 Patient protocol: the same, but test A and val are drawn as whole patients (so no patient is in two
 splits; val through scikit-learn's ``GroupShuffleSplit``), and test B excludes any patient of the
@@ -52,7 +52,9 @@ def _train_val(rows: pd.DataFrame, val_fraction: float, grouped: bool, seed: int
     return pd.Index(order[n_val:]), pd.Index(order[:n_val])
 
 
-def _test_b(pool: pd.DataFrame, target: str, size: int, rate: float, rng) -> pd.Index:
+def _test_b(pool: pd.DataFrame, target: str, size: int | str, rate: float, rng) -> pd.Index:
+    if size == "all":
+        return pool.index.sort_values()
     n_pos = round(rate * size)
     pos = pool.index[pool[target] == 1].to_numpy()
     neg = pool.index[pool[target] == 0].to_numpy()
@@ -66,7 +68,9 @@ def _test_b(pool: pd.DataFrame, target: str, size: int, rate: float, rng) -> pd.
     return pd.Index(np.sort(chosen))
 
 
-def _check_args(test_a_fraction: float, val_fraction: float) -> None:
+def _check_args(test_a_fraction: float, val_fraction: float, test_b_size: int | str | None = None) -> None:
+    if isinstance(test_b_size, str) and test_b_size != "all":
+        raise ValueError(f"test_b_size must be a number of slices or 'all', got {test_b_size!r}")
     if not 0 < test_a_fraction < 1:
         raise ValueError(f"test_a_fraction must be in (0, 1), got {test_a_fraction}")
     if not 0 <= val_fraction < 1:
@@ -84,16 +88,20 @@ def make_splits(
     trainval_hospitals: Sequence[int] = (1, 2, 3, 4),
     val_fraction: float = 0.2,
     test_b_hospitals: Sequence[int] = tuple(range(5, 12)),
-    test_b_size: int | None = None,
+    test_b_size: int | str | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Split the rows of a manifest table (``Manifest.table``; index = manifest data row).
+
+    ``test_b_size="all"`` takes every slice of the test-B hospitals (at their own positive rate) instead of
+    a sample matched to test A's size and rate: more positives and patients for the statistics, at the
+    price of a departure from the paper's protocol that a report must state.
 
     Returns a DataFrame with columns ``index`` and ``split``, sorted by index.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    _check_args(test_a_fraction, val_fraction)
+    _check_args(test_a_fraction, val_fraction, test_b_size)
     grouped = protocol == "patient"
     rng = np.random.default_rng(seed)
     hosp_a = table[table["hospital"] == test_a_hospital]

@@ -8,8 +8,8 @@
 - :mod:`~mtlswin.explain.figures`, :mod:`~mtlswin.explain.runs`: overlays/grids and run loading.
 """
 
-from mtlswin.explain.audit import bootstrap_ci, slice_scores, summarise
+from mtlswin.explain.audit import slice_scores, summarise
 from mtlswin.explain.gradcam import CAM_METHODS, compute_cam
 from mtlswin.explain.targets import cam_spec
 
-__all__ = ["CAM_METHODS", "bootstrap_ci", "cam_spec", "compute_cam", "slice_scores", "summarise"]
+__all__ = ["CAM_METHODS", "cam_spec", "compute_cam", "slice_scores", "summarise"]

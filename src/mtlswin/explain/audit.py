@@ -10,17 +10,18 @@ For one slice with a hematoma mask ``M (H, W)`` (bool) and a map ``S (H, W) >= 0
 - ``mask_area = mean(M)``: the chance baseline; a map spread uniformly scores ``energy_in_mask =
   mask_area``, and a random maximum hits with probability ``mask_area``.
 
-Aggregates are means with percentile-bootstrap 95% intervals (scipy, fixed seed), per model and
-per (label, cue) group.
+Aggregates are means with percentile-bootstrap 95% intervals (:func:`mtlswin.stats.bootstrap_ci`, fixed
+seed; whole patients are resampled when the scores carry ``patient_id``), per model and per (label, cue) group.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
 
-__all__ = ["METRICS", "bootstrap_ci", "group_name", "slice_scores", "summarise", "summary_markdown"]
+from mtlswin.stats import bootstrap_ci
+
+__all__ = ["METRICS", "finite_mean", "group_name", "mean_ci", "slice_scores", "summarise", "summary_markdown"]
 
 METRICS = ("energy_in_mask", "pointing_hit", "mask_area")
 
@@ -55,33 +56,22 @@ def slice_scores(cams: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
     return {"energy_in_mask": energy, "pointing_hit": hit, "mask_area": flat_mask.mean(axis=1)}
 
 
-def bootstrap_ci(
-    values: np.ndarray, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean of the finite ``values`` and its percentile-bootstrap interval.
-
-    Fewer than two finite values give NaN bounds; identical values give ``low = high = mean``.
-    """
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+def finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite values (NaN when there is none): all-zero maps are counted apart, not averaged."""
     values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, float("nan"), float("nan")
-    if np.all(values == values[0]):
-        return mean, mean, mean
-    res = bootstrap(
-        (values,),
-        np.mean,
-        n_resamples=n_resamples,
-        confidence_level=level,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def mean_ci(
+    values: np.ndarray, groups: np.ndarray | None = None, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of the finite ``values``: percentile bootstrap over rows, or over ``groups``
+    (patients). Fewer than two finite values give NaN bounds (one number has no interval)."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.isfinite(values).sum() < 2:
+        return finite_mean(values), float("nan"), float("nan")
+    return bootstrap_ci(finite_mean, values, groups=groups, n_resamples=n_resamples, seed=seed)
 
 
 def group_name(label: int, cue: int | None) -> str:
@@ -91,9 +81,14 @@ def group_name(label: int, cue: int | None) -> str:
 
 def _summary_row(model: str, group: str, frame: pd.DataFrame, n_resamples: int, seed: int) -> dict:
     row: dict[str, object] = {"model": model, "group": group, "n": len(frame)}
+    row["map"] = str(frame["map"].iloc[0]) if "map" in frame and len(frame) else ""  # Grad-CAM map size, cells
+    side = int(row["map"].split("x")[0]) if row["map"][:1].isdigit() else None
+    # how many map cells the median hematoma covers: below ~4 the map cannot outline it
+    row["median_mask_cells"] = float(np.median(frame["mask_area"]) * side * side) if side and len(frame) else np.nan
     row["n_empty_maps"] = int(frame["energy_in_mask"].isna().sum())  # all-zero maps, left out of the means
+    groups = frame["patient_id"].to_numpy() if "patient_id" in frame else None  # resample patients when known
     for metric in METRICS:
-        mean, low, high = bootstrap_ci(frame[metric].to_numpy(), n_resamples=n_resamples, seed=seed)
+        mean, low, high = mean_ci(frame[metric].to_numpy(), groups, n_resamples=n_resamples, seed=seed)
         row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"] = mean, low, high
     return row
 
@@ -125,14 +120,18 @@ def summary_markdown(summary: pd.DataFrame, split: str) -> str:
         "",
         "Slices with a hematoma mask. energy in mask: share of Grad-CAM energy inside the mask "
         "(energy pointing game); pointing hit: the map's maximum lies in the mask; mask area: share "
-        "of the image the mask covers (chance level of both). Mean [95% bootstrap CI]; empty maps "
+        "of the image the mask covers (chance level of both). Mean [95% bootstrap CI over patients]; map: the "
+        "Grad-CAM map's size in cells (a hematoma smaller than a cell cannot be resolved); empty maps "
         "(all zero: no positive evidence for the class) are counted but left out of the means.",
         "",
-        "| model | group | n | empty maps | energy in mask | pointing hit | mask area (chance) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | group | n | map | median hematoma, cells | empty maps | energy in mask | pointing hit "
+        "| mask area (chance) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary.to_dict("records"):
         cells = [f"{row[m]:.3f} [{row[f'{m}_lo']:.3f}, {row[f'{m}_hi']:.3f}]" for m in METRICS]
-        head = f"| {row['model']} | {row['group']} | {row['n']} | {row['n_empty_maps']} | "
+        cells_text = f"{row['median_mask_cells']:.1f}" if np.isfinite(row.get("median_mask_cells", np.nan)) else ""
+        head = f"| {row['model']} | {row['group']} | {row['n']} | {row.get('map', '')} | {cells_text} | "
+        head += f"{row['n_empty_maps']} | "
         lines.append(head + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -56,6 +56,7 @@ def _batch_scores(run: str, batch: dict, cams: np.ndarray, probs: np.ndarray) ->
         {
             "model": run,
             "index": batch["index"].numpy()[keep],
+            "patient_id": np.asarray(batch["patient_id"], dtype=object)[keep],
             "label": batch["label"].numpy()[keep],
             "cue": cue,
             "prob": probs[keep],
@@ -83,17 +84,25 @@ def _keep_for_grid(grid: dict, taken: dict, batch: dict, cams: np.ndarray, probs
 
 
 def collect_split(
-    run: ExplainedRun, split: str, method: str = "gradcam", batch_size: int = 16, per_kind: int = 2, **data: Any
+    run: ExplainedRun,
+    split: str,
+    method: str = "gradcam",
+    batch_size: int = 16,
+    per_kind: int = 2,
+    stage: int | None = None,
+    **data: Any,
 ) -> SplitCams:
     """Grad-CAM of ``run`` over every slice of ``split``; audit numbers of the slices with a mask.
 
     ``per_kind``: slices kept for the grid of each kind in :data:`GRID_KINDS` (the first ones in
-    manifest order, so every run keeps the same slices). ``data``: overrides of the run's data section.
+    manifest order, so every run keeps the same slices). ``stage``: the Swin encoder stage mapped instead of
+    the bottleneck (:func:`mtlswin.explain.targets.cam_spec`). ``data``: overrides of the run's data section.
     """
     loader = build_datamodule(run, batch_size=batch_size, **data).dataloader(split, shuffle=False, augment=False)
     frames, grid, taken = [], {}, {}
     logits_only = LogitsOnly(run.model).eval()
-    spec = cam_spec(run.model)
+    spec = cam_spec(run.model, stage)
+    side = _map_side(run.model, stage)
     for batch in loader:
         cams = compute_cam(run.model, batch["image"], method=method, spec=spec)
         with torch.no_grad():
@@ -101,7 +110,15 @@ def collect_split(
         frames.append(_batch_scores(run.name, batch, cams, probs))
         _keep_for_grid(grid, taken, batch, cams, probs, per_kind)
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not scores.empty:
+        scores["map"] = f"{side}x{side}" if side else "?"
     return SplitCams(run=run.name, scores=scores, grid=grid)
+
+
+def _map_side(model: torch.nn.Module, stage: int | None) -> int | None:
+    """Side of the Grad-CAM map in cells (Swin encoders know it; None for other families)."""
+    encoder = getattr(model, "encoder", None)
+    return encoder.cam_resolution(stage) if hasattr(encoder, "cam_resolution") else None
 
 
 def _grid_rows(results: list[SplitCams]) -> tuple[list[list[GridCell]], list[str]]:
@@ -147,11 +164,14 @@ def audit_runs(
     per_kind: int = 2,
     n_resamples: int = 2000,
     seed: int = 0,
+    stage: int | None = None,
+    grid_runs: int | None = None,
     **data: Any,
 ) -> pd.DataFrame:
     """Audit every run of ``paths`` on ``split``; write the table, per-slice CSV and grid to ``out``.
 
-    Returns the summary table (see :func:`mtlswin.explain.audit.summarise`).
+    ``stage``: see :func:`collect_split`; ``grid_runs``: only the first N runs get a column in the grid
+    (default all). Returns the summary table (see :func:`mtlswin.explain.audit.summarise`).
     """
     if not paths:
         raise ValueError("audit needs at least one run folder or checkpoint")
@@ -159,7 +179,7 @@ def audit_runs(
     out.mkdir(parents=True, exist_ok=True)
     runs = [load_explained_run(p) for p in paths]
     _unique_names(runs)
-    results = [collect_split(run, split, method, batch_size, per_kind, **data) for run in runs]
+    results = [collect_split(run, split, method, batch_size, per_kind, stage, **data) for run in runs]
     scores = pd.concat([r.scores for r in results], ignore_index=True)
     if scores.empty:
         raise ValueError(f"split {split!r} has no slice with a hematoma mask; audit a split with masks (e.g. test_a)")
@@ -167,7 +187,8 @@ def audit_runs(
     summary = summarise(scores, n_resamples=n_resamples, seed=seed)
     summary.to_csv(out / "audit.csv", index=False)
     (out / "audit.md").write_text(summary_markdown(summary, split))
-    rows, titles = _grid_rows(results)
+    shown = results[:grid_runs] if grid_runs else results
+    rows, titles = _grid_rows(shown)
     if rows:
-        save_grid(out / "gradcam_grid.png", rows, ["image + mask", *[r.run for r in results]], titles)
+        save_grid(out / "gradcam_grid.png", rows, ["image + mask", *[r.run for r in shown]], titles)
     return summary

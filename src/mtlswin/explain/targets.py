@@ -109,10 +109,19 @@ def _smp_example(model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, 1, size, size, device=param.device, dtype=param.dtype)
 
 
-def cam_spec(model: nn.Module) -> CamSpec:
-    """Target layers and reshape for ``model`` (its own ``cam_target_layers()`` first, else the table above)."""
+def cam_spec(model: nn.Module, stage: int | None = None) -> CamSpec:
+    """Target layers and reshape for ``model`` (its own ``cam_target_layers()`` first, else the table above).
+
+    ``stage``: a Swin model's encoder stage instead of its bottleneck (a finer map); other models refuse it.
+    """
     encoder = getattr(model, "encoder", None)
     frozen = getattr(model, "frozen_encoder", None)
+    if stage is not None:
+        if not isinstance(getattr(encoder, "stages", None), nn.Sequential) or not hasattr(encoder, "cam_layer"):
+            raise ValueError(
+                f"Grad-CAM stage={stage} is an option of Swin models; {type(model).__name__} has no stages"
+            )
+        return CamSpec(list(model.cam_target_layers(stage=stage)), getattr(model, "cam_reshape", None), "model")
     if callable(getattr(model, "cam_target_layers", None)):
         return CamSpec(list(model.cam_target_layers()), getattr(model, "cam_reshape", None), "model")
     if encoder is not None and frozen is not None:

@@ -28,6 +28,7 @@ import timm
 from segmentation_models_pytorch.encoders.timm_universal import TimmUniversalEncoder
 from torch import Tensor, nn
 
+from mtlswin.models.input_norm import InputStandardize, check_input_norm
 from mtlswin.models.pretrained import LoadReport, load_weights_into, resolve_pretrained
 from mtlswin.models.registry import register_model
 
@@ -95,10 +96,13 @@ class UNetConfig:
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)  # one per stage, deepest first
     pretrained: str | None = None  # None | "timm" | path of a .pth/.safetensors (encoder-only or full U-Net)
     timm_weights: str | None = None  # timm model whose weights fit the encoder; default from encoder_name
+    input_mean: float = 0.0  # (x - input_mean) / input_std inside forward (see mtlswin.models.input_norm)
+    input_std: float = 1.0
 
     def __post_init__(self) -> None:
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
         _check_unet_fields("unet", self.encoder_depth, self.decoder_channels)
+        check_input_norm("unet", self.input_mean, self.input_std)
         _check_common("unet", self.img_size, self.pretrained, 2**self.encoder_depth)
 
 
@@ -115,10 +119,13 @@ class JointLearningConfig:
     cls_dropout: float = 0.3  # dropout before the linear classifier (EfficientNet-b3's rate)
     pretrained: str | None = None  # None | "timm" | path (encoder-only ImageNet file or full model)
     timm_weights: str | None = None  # default from encoder_name
+    input_mean: float = 0.0  # (x - input_mean) / input_std inside forward (see mtlswin.models.input_norm)
+    input_std: float = 1.0
 
     def __post_init__(self) -> None:
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
         _check_unet_fields("joint_learning", self.encoder_depth, self.decoder_channels)
+        check_input_norm("joint_learning", self.input_mean, self.input_std)
         _check_common("joint_learning", self.img_size, self.pretrained, 2**self.encoder_depth)
         if not 0.0 <= self.cls_dropout < 1.0:
             raise ValueError(f"joint_learning: cls_dropout {self.cls_dropout} must be in [0, 1)")
@@ -135,8 +142,11 @@ class ResNetConfig:
     drop_path_rate: float = 0.0  # stochastic depth
     pretrained: str | None = None  # None | "timm" | path of a timm/torchvision ResNet state dict
     timm_weights: str | None = None  # timm model whose weights to use with pretrained "timm"; default arch
+    input_mean: float = 0.0  # (x - input_mean) / input_std inside forward (see mtlswin.models.input_norm)
+    input_std: float = 1.0
 
     def __post_init__(self) -> None:
+        check_input_norm("resnet152", self.input_mean, self.input_std)
         _check_common("resnet152", self.img_size, self.pretrained)
 
 
@@ -206,11 +216,12 @@ class UNet(nn.Module):
             classes=cfg.n_seg_classes,
         )
         self.multiple = 2**cfg.encoder_depth
+        self.input_norm = InputStandardize(cfg.input_mean, cfg.input_std)
         self.load_report = _load_smp_pretrained(self.net, cfg)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         check_image(x, "unet", self.multiple)
-        return {"seg": self.net(x)}
+        return {"seg": self.net(self.input_norm(x))}
 
 
 class JointLearning(nn.Module):
@@ -235,11 +246,12 @@ class JointLearning(nn.Module):
             aux_params={"classes": cfg.n_classes, "pooling": "avg", "dropout": cfg.cls_dropout or None},
         )
         self.multiple = 2**cfg.encoder_depth
+        self.input_norm = InputStandardize(cfg.input_mean, cfg.input_std)
         self.load_report = _load_smp_pretrained(self.net, cfg)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         check_image(x, "joint_learning", self.multiple)
-        seg, logits = self.net(x)
+        seg, logits = self.net(self.input_norm(x))
         return {"logits": logits, "seg": seg}
 
     def cam_target_layers(self) -> list[nn.Module]:
@@ -265,6 +277,7 @@ class ResNetClassifier(nn.Module):
         )
         if not isinstance(self.backbone, timm.models.resnet.ResNet):
             raise ValueError(f"resnet152: arch {cfg.arch!r} is not a timm ResNet; use e.g. resnet152 or resnet18")
+        self.input_norm = InputStandardize(cfg.input_mean, cfg.input_std)
         resolved = resolve_pretrained(cfg.pretrained, cfg.timm_weights or cfg.arch)
         self.load_report = (
             load_weights_into(self.backbone, resolved[0], resolved[1], head_prefixes=("fc.",)) if resolved else None
@@ -272,7 +285,7 @@ class ResNetClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         check_image(x, "resnet152")
-        return {"logits": self.backbone(x)}
+        return {"logits": self.backbone(self.input_norm(x))}
 
     def cam_target_layers(self) -> list[nn.Module]:
         """The last residual stage (``backbone.layer4``)."""

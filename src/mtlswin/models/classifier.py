@@ -27,22 +27,23 @@ class SwinClassifier(nn.Module):
 
     def __init__(self, config: SwinClassifierConfig) -> None:
         super().__init__()
-        self.encoder = SwinEncoder(**config.encoder_kwargs())
+        self.encoder = SwinEncoder(**config.encoder_kwargs(), **config.input_kwargs())
         self.head = nn.Linear(self.encoder.num_features, config.n_classes)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens = self.encoder(x).bottleneck  # B, h, w, C
         return {"logits": self.head(tokens.mean(dim=(1, 2)))}
 
-    def cam_target_layers(self) -> list[nn.Module]:
-        """Grad-CAM layer: the bottleneck LayerNorm, the last spatial map before GAP + Linear.
+    def cam_target_layers(self, stage: int | None = None) -> list[nn.Module]:
+        """Grad-CAM layer: the bottleneck LayerNorm, the last spatial map before GAP + Linear (``stage``: the
+        output of that encoder stage instead, a finer map; see :meth:`SwinEncoder.cam_layer`).
 
         Its output is exactly what the classifier pools, so Grad-CAM there equals the class activation
         map (CAM) of the GAP-linear head: the most faithful map this architecture has. (The last
         block's ``norm1``, the usual pytorch-grad-cam choice for Swin, sits before that block's
         attention and MLP, so it explains an earlier representation.)
         """
-        return [self.encoder.norm]
+        return [self.encoder.cam_layer(stage)]
 
     cam_reshape = staticmethod(nhwc_to_nchw)
 

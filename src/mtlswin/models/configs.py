@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from mtlswin.models.input_norm import check_input_norm
+
 __all__ = [
     "MTL_DECODERS",
     "MTL_SIZES",
@@ -47,8 +49,11 @@ class SwinConfig:
     drop_path_rate: float = 0.2  # stochastic depth at the deepest block (Swin-Unet config value)
     qkv_bias: bool = True  # bias of the qkv projection
     pretrained: str | None = None  # None | local checkpoint path | "timm" (ImageNet weights via timm)
+    input_mean: float = 0.0  # the model standardises its [0, 1] input: (x - input_mean) / input_std
+    input_std: float = 1.0  # (training fills both from the train split with data.normalize: train-stats)
 
     def __post_init__(self) -> None:
+        check_input_norm(type(self).__name__, self.input_mean, self.input_std)
         for name in _TUPLE_FIELDS:
             value = getattr(self, name, None)
             if isinstance(value, list):
@@ -69,6 +74,10 @@ class SwinConfig:
             "drop_path_rate": self.drop_path_rate,
             "qkv_bias": self.qkv_bias,
         }
+
+    def input_kwargs(self) -> dict:
+        """The input standardisation of :class:`~mtlswin.models.encoder.SwinEncoder` (decoders take none)."""
+        return {"input_mean": self.input_mean, "input_std": self.input_std}
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists)."""

@@ -15,6 +15,7 @@ import torch
 from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
+from mtlswin.models.input_norm import InputStandardize
 from mtlswin.models.sizes import check_swin_sizes
 
 __all__ = ["SwinEncoder", "SwinFeatures", "nhwc_to_nchw"]
@@ -41,7 +42,8 @@ class SwinEncoder(nn.Module):
 
     Submodules (state-dict names): ``patch_embed`` (timm ``PatchEmbed``, NHWC output), ``stages``
     (timm's ``nn.Sequential`` of ``SwinTransformerStage``; stage ``i>0`` starts with ``downsample``),
-    ``norm`` (LayerNorm of the bottleneck). Input ``(B, in_chans, img, img)``.
+    ``norm`` (LayerNorm of the bottleneck). Input ``(B, in_chans, img, img)`` in [0, 1], standardised first
+    as ``(x - input_mean) / input_std`` (:class:`~mtlswin.models.input_norm.InputStandardize`, no state).
     """
 
     def __init__(
@@ -56,8 +58,11 @@ class SwinEncoder(nn.Module):
         drop_path_rate: float = 0.2,
         qkv_bias: bool = True,
         in_chans: int = 1,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
     ) -> None:
         super().__init__()
+        self.input_norm = InputStandardize(input_mean, input_std)  # no state: checkpoints are unchanged
         resolutions = check_swin_sizes(img_size, patch_size, window_size, depths, num_heads, embed_dim)
         swin = SwinTransformer(
             img_size=img_size,
@@ -88,13 +93,26 @@ class SwinEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SwinFeatures:
         """``(B, in_chans, H, W)`` -> :class:`SwinFeatures` (skips before each stage's blocks, normed bottleneck)."""
-        x = self.patch_embed(x)  # B, r0, r0, C
+        x = self.patch_embed(self.input_norm(x))  # B, r0, r0, C
         skips = []
         for stage in self.stages:
             x = stage.downsample(x)  # identity for stage 0; patch merging (B, r/2, r/2, 2C) after
             skips.append(x)
             x = stage.blocks(x)
         return SwinFeatures(skips=skips, bottleneck=self.norm(x))
+
+    def cam_layer(self, stage: int | None = None) -> nn.Module:
+        """The module whose NHWC output Grad-CAM maps: ``norm`` (the bottleneck, ``stage=None``) or the
+        output of ``stages[stage].blocks`` (finer maps: stage ``i`` has ``img / (patch * 2**i)`` tokens a side)."""
+        if stage is None:
+            return self.norm
+        if not 0 <= int(stage) < len(self.stages):
+            raise ValueError(f"Grad-CAM stage {stage} does not exist: this encoder has stages 0-{len(self.stages) - 1}")
+        return self.stages[int(stage)].blocks  # forward() calls downsample and blocks, never the stage itself
+
+    def cam_resolution(self, stage: int | None = None) -> int:
+        """Side of the Grad-CAM map (tokens) at ``stage`` (None: the bottleneck)."""
+        return self.resolutions[-1 if stage is None else int(stage)]
 
     def timm_view(self) -> nn.Module:
         """A module with timm's attribute names (``patch_embed``, ``layers``) over the same submodules.

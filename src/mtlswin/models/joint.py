@@ -36,8 +36,8 @@ class JointSwin(nn.Module):
 
     def __init__(self, config: JointSwinConfig) -> None:
         super().__init__()
-        self.encoder = SwinEncoder(**config.encoder_kwargs())
-        self.frozen_encoder = SwinEncoder(**config.encoder_kwargs())
+        self.encoder = SwinEncoder(**config.encoder_kwargs(), **config.input_kwargs())
+        self.frozen_encoder = SwinEncoder(**config.encoder_kwargs(), **config.input_kwargs())
         self.frozen_encoder.requires_grad_(False)
         self.frozen_encoder.eval()
         self.head = nn.Linear(2 * self.encoder.num_features, config.n_classes)
@@ -64,14 +64,15 @@ class JointSwin(nn.Module):
         self.frozen_encoder.eval()
         return report
 
-    def cam_target_layers(self) -> list[nn.Module]:
-        """Grad-CAM layers: the bottleneck LayerNorms of both encoders, [trainable, frozen].
+    def cam_target_layers(self, stage: int | None = None) -> list[nn.Module]:
+        """Grad-CAM layers: the bottleneck LayerNorms of both encoders, [trainable, frozen] (``stage``: the
+        output of that stage of both encoders).
 
         The head pools both halves of the concatenated feature, so both contribute to the logit. The
         frozen encoder has no parameter requiring grad; its activations still carry gradients once the
         input requires grad, which :func:`mtlswin.explain.gradcam.compute_cam` arranges.
         """
-        return [self.encoder.norm, self.frozen_encoder.norm]
+        return [self.encoder.cam_layer(stage), self.frozen_encoder.cam_layer(stage)]
 
     cam_reshape = staticmethod(nhwc_to_nchw)
 

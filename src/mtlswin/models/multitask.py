@@ -40,7 +40,7 @@ class SwinUnet(nn.Module):
     def __init__(self, config: SwinUnetConfig, tasks: tuple[str, ...], decoder: str = "shared") -> None:
         super().__init__()
         self.tasks = tuple(t for t in ("cls", "seg", "rec") if t in tasks)
-        self.encoder = SwinEncoder(**config.encoder_kwargs())
+        self.encoder = SwinEncoder(**config.encoder_kwargs(), **config.input_kwargs())
         pixel_tasks = [t for t in _PIXEL_TASKS if t in self.tasks]
         groups = [pixel_tasks] if decoder == "shared" else [[t] for t in pixel_tasks]
         self.decoders = nn.ModuleDict(
@@ -79,9 +79,10 @@ class SwinUnet(nn.Module):
 class MTLSwinUnet(SwinUnet):
     """:class:`SwinUnet` with a classification task: adds the Grad-CAM hooks of the contract."""
 
-    def cam_target_layers(self) -> list[nn.Module]:
-        """Grad-CAM layer: the bottleneck LayerNorm, whose tokens the classifier averages (= CAM of the head)."""
-        return [self.encoder.norm]
+    def cam_target_layers(self, stage: int | None = None) -> list[nn.Module]:
+        """Grad-CAM layer: the bottleneck LayerNorm, whose tokens the classifier averages (= CAM of the head);
+        ``stage``: the output of that encoder stage instead (the same layer as for ``swin``, so maps compare)."""
+        return [self.encoder.cam_layer(stage)]
 
     cam_reshape = staticmethod(nhwc_to_nchw)
 

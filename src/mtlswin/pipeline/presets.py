@@ -21,7 +21,11 @@ class Preset:
     """One way to run the paper's experiment.
 
     ``config_dir`` is the folder of ``configs/`` holding one YAML per row; ``phantom`` the phantom
-    preset generated when the user gives no manifest (None: a manifest is required).
+    preset generated when the user gives no manifest (None: a manifest is required), with
+    ``phantom_options`` (fields of :class:`mtlswin.data.phantom.SynthConfig`: slices, size, twins, ...);
+    ``split_options`` are keyword arguments of :func:`mtlswin.data.splits.make_splits` that depart from
+    the paper's protocol (the report states them); ``strengths``: spurious strengths of a dose-response
+    sweep (one phantom and one set of runs per strength; empty: one phantom at the default 0.9).
     """
 
     name: str
@@ -31,16 +35,29 @@ class Preset:
     phantom: str | None = "demo"
     overrides: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
+    phantom_options: dict = field(default_factory=dict)
+    split_options: dict = field(default_factory=dict)
+    strengths: tuple[float, ...] = ()
 
+
+# The demo's data: enough slices for statistics with power (>= 40 positives in each test set, > 3,000
+# training slices), generated at 128 px (the models see 64 px), with counterfactual twins of every slice of
+# the hospitals the test sets come from. Splits: test A = 25% of hospital 1 (the paper: 10%) and test B =
+# every slice of hospitals 5-11 (the paper: a sample matched to test A's size and positive rate).
+DEMO_PHANTOM = {"slices": 6000, "size": 128, "twin_hospitals": (1, *range(5, 12))}
+DEMO_SPLITS = {"test_a_fraction": 0.25, "test_b_size": "all"}
+HEADLINE_ROWS = ("swin", "swin_unet", "joint_swin", "mtl_cls_seg", "mtl_cls_seg_rec")
 
 PRESETS: dict[str, Preset] = {
     "demo": Preset(
         name="demo",
         config_dir="demo",
-        rows=("swin", "swin_unet", "joint_swin", "mtl_cls_seg", "mtl_cls_seg_rec"),
+        rows=HEADLINE_ROWS,
         seeds=(0, 1, 2),
         phantom="demo",
-        description="CPU, headline rows, seeds 0-2, tiny models on the demo phantom (about 12 minutes on 2 cores)",
+        description="CPU, headline rows, seeds 0-2, tiny models on the demo phantom",
+        phantom_options=DEMO_PHANTOM,
+        split_options=DEMO_SPLITS,
     ),
     "demo-full": Preset(
         name="demo-full",
@@ -48,7 +65,20 @@ PRESETS: dict[str, Preset] = {
         rows=tuple(TABLE1_ROWS),
         seeds=(0, 1, 2),
         phantom="demo",
-        description="CPU, all 12 rows at demo size, three seeds each (a few hours on 2 cores)",
+        description="CPU, all 12 rows at demo size, three seeds each (roughly 30-60 min on 2 cores)",
+        phantom_options=DEMO_PHANTOM,
+        split_options=DEMO_SPLITS,
+    ),
+    "shortcut-sweep": Preset(
+        name="shortcut-sweep",
+        config_dir="demo",
+        rows=HEADLINE_ROWS,
+        seeds=(0,),
+        phantom="demo",
+        description="CPU, dose-response: the demo's rows (seed 0) at spurious strength 0, 0.5 and 0.9",
+        phantom_options=DEMO_PHANTOM,
+        split_options=DEMO_SPLITS,
+        strengths=(0.0, 0.5, 0.9),
     ),
     "paper": Preset(
         name="paper",

@@ -1,11 +1,13 @@
 """``mtlswin evaluate RUN``: the paper's metrics on any split, with bootstrap confidence intervals.
 
 For each split (default ``test_a`` and ``test_b``, those the splits file has) writes
-``RUN/predictions/<split>.csv`` (``index, label, prob, pred`` [+ ``cue``]) and merges
+``RUN/predictions/<split>.csv`` (``index, patient_id, label, prob, pred`` [+ ``cue``]) and merges
 ``{split: {metric: value}}`` into ``RUN/metrics.json``. Metrics (:mod:`.metrics`): ``iou`` (hematoma class,
 slices with a mask), ``acc``, ``precision``, ``recall``, ``sensitivity``, ``specificity``, ``f1_pos``,
-``f1_macro`` (the paper's F1), ``auc``, ``auc_ci95``/``f1_macro_ci95``/``f1_pos_ci95`` (percentile bootstrap,
-1,000 resamples, fixed seed) and, when the manifest has ``cue``, ``group_acc`` per (label, cue) with the worst group.
+``f1_macro`` (the paper's F1), ``auc``, ``auc_ci95``/``f1_macro_ci95``/``f1_pos_ci95`` (percentile bootstrap
+over PATIENTS, 1,000 resamples, fixed seed; :mod:`mtlswin.stats`), when the manifest has ``cue``, ``group_acc`` per (label, cue)
+with the worst group, and when it names counterfactual twins, ``cue_sensitivity`` / ``cue_flip_rate``
+(:mod:`.counterfactual`; predictions gain ``prob_twin``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mtlswin.stats import bootstrap_ci, fast_auc
+from mtlswin.training.counterfactual import cue_metrics, twin_loader
 from mtlswin.training.metrics import (
     IoUAccumulator,
-    binary_auc,
     binary_f1,
-    bootstrap_ci,
     classification_metrics,
     group_accuracy,
 )
@@ -38,10 +40,11 @@ def predict_loader(model: nn.Module, loader: Any, device: str = "cpu") -> tuple[
     """Run ``model`` over ``loader``: a table (index, label[, prob][, cue]) and the IoU accumulator of its seg head."""
     model = model.to(device).eval()
     iou = IoUAccumulator(cls=1)
-    rows: dict[str, list[np.ndarray]] = {"index": [], "label": [], "prob": [], "cue": []}
+    rows: dict[str, list[np.ndarray]] = {"index": [], "patient_id": [], "label": [], "prob": [], "cue": []}
     for batch in loader:
         outputs = model(batch["image"].to(device))
         rows["index"].append(batch["index"].numpy())
+        rows["patient_id"].append(np.asarray(batch["patient_id"], dtype=object))
         rows["label"].append(batch["label"].numpy())
         if "logits" in outputs:
             rows["prob"].append(outputs["logits"].float().softmax(dim=1)[:, 1].cpu().numpy())
@@ -68,8 +71,9 @@ def split_metrics(
     out.update(classification_metrics(y, prob, threshold=threshold))
     f1_macro = lambda t, p: binary_f1(t, p >= threshold)[1]  # noqa: E731
     f1_pos = lambda t, p: binary_f1(t, p >= threshold)[0]  # noqa: E731
-    for name, fn in (("auc", binary_auc), ("f1_macro", f1_macro), ("f1_pos", f1_pos)):
-        out[f"{name}_ci95"] = list(bootstrap_ci(y, prob, fn, n_resamples=n_boot, seed=seed))
+    groups = table["patient_id"].to_numpy() if "patient_id" in table else None  # patients, not slices
+    for name, fn in (("auc", fast_auc), ("f1_macro", f1_macro), ("f1_pos", f1_pos)):
+        out[f"{name}_ci95"] = list(bootstrap_ci(fn, y, prob, groups=groups, n_resamples=n_boot, seed=seed)[1:])
     if "cue" in table:
         out["group_acc"] = group_accuracy(y, table["pred"].to_numpy(), table["cue"].to_numpy())
     out["threshold"] = threshold
@@ -115,7 +119,12 @@ def evaluate_run(
         table, iou = predict_loader(model, dm.dataloader(split, shuffle=False, augment=False), device)
         has_seg = "seg" in getattr(model, "tasks", ())
         results[split] = split_metrics(table, iou.compute() if has_seg else None, config.train.threshold, n_boot, seed)
-        columns = [c for c in ("index", "label", "prob", "pred", "cue") if c in table]
+        twins = twin_loader(dm, split) if "prob" in table else None
+        if twins is not None:  # the counterfactual cue test
+            twin_table, _ = predict_loader(model, twins, device)
+            table["prob_twin"] = table["index"].map(dict(zip(twin_table["index"], twin_table["prob"])))
+            results[split].update(cue_metrics(table, config.train.threshold, n_boot, seed))
+        columns = [c for c in ("index", "patient_id", "label", "prob", "pred", "cue", "prob_twin") if c in table]
         table[columns].to_csv(run_dir / "predictions" / f"{split}.csv", index=False)
     path = run_dir / "metrics.json"
     merged = json.loads(path.read_text()) if path.is_file() else {}

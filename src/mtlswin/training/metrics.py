@@ -8,8 +8,6 @@ over all slices that have a mask: ``IoU = sum |P & T| / sum |P | T|``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
@@ -17,7 +15,6 @@ __all__ = [
     "IoUAccumulator",
     "binary_auc",
     "binary_f1",
-    "bootstrap_ci",
     "classification_metrics",
     "group_accuracy",
     "labels_from_confusion",
@@ -89,34 +86,6 @@ def classification_metrics(
     }
     out["sensitivity"] = out["recall"]
     return {k: float(v) for k, v in out.items()}
-
-
-def bootstrap_ci(
-    y_true: np.ndarray,
-    prob: np.ndarray,
-    statistic: Callable[[np.ndarray, np.ndarray], float],
-    n_resamples: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(y_true, prob)``: resample slices with replacement.
-
-    Resamples where the statistic is undefined (NaN, e.g. AUC of a one-class sample) are dropped.
-    Returns ``(low, high)``; ``(nan, nan)`` if no resample is defined.
-    """
-    y_true, prob = np.asarray(y_true), np.asarray(prob)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_resamples):
-        idx = rng.integers(0, len(y_true), len(y_true))
-        value = statistic(y_true[idx], prob[idx])
-        if np.isfinite(value):
-            values.append(value)
-    if not values:
-        return float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
 
 
 def group_accuracy(y_true: np.ndarray, y_pred: np.ndarray, cue: np.ndarray) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""The LightningModule: one model of the registry, its multitask loss, SGD + poly decay, validation metrics.
+"""The LightningModule: one model of the registry, its multitask loss, optimiser + schedule, validation metrics.
 
 Logged (TensorBoard + CSV): ``train/loss`` and ``train/<task>`` per step and epoch, ``train/lr``;
 ``val/loss``, ``val/<task>``, and per epoch ``val/auc``, ``val/acc``, ``val/f1_macro``, ``val/f1_pos``
@@ -23,7 +23,7 @@ from torchmetrics.classification import (
 )
 
 from mtlswin.training.losses import MultitaskLoss
-from mtlswin.training.schedule import build_optimizer, poly_scheduler
+from mtlswin.training.schedule import build_optimizer, build_scheduler
 
 __all__ = ["MTLModule", "default_monitor"]
 
@@ -136,12 +136,19 @@ class MTLModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.train_cfg
+        trainable = nn.ModuleDict({"model": self.model, "loss": self.loss_fn})  # uncertainty weights included
         optimizer = build_optimizer(
-            [p for p in self.parameters() if p.requires_grad],
+            trainable,
             float(cfg.get("lr", 0.01)),
             float(cfg.get("momentum", 0.9)),
             float(cfg.get("weight_decay", 1e-4)),
+            name=str(cfg.get("optimizer", "sgd")),
         )
-        max_iter = self._max_iter()
-        scheduler = poly_scheduler(optimizer, max_iter, float(cfg.get("poly_power", 0.9)))
+        scheduler = build_scheduler(
+            optimizer,
+            self._max_iter(),
+            schedule=str(cfg.get("schedule", "poly")),
+            power=float(cfg.get("poly_power", 0.9)),
+            warmup=int(cfg.get("warmup_steps", 0)),
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

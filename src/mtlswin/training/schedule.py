@@ -1,16 +1,32 @@
-"""The paper's optimiser and learning-rate schedule: SGD with poly decay per iteration.
+"""Optimisers and learning-rate schedules: the paper's recipe and a from-scratch one.
 
-``lr(iter) = base_lr * (1 - iter / max_iter) ** power`` (power 0.9), stepped after every optimiser step.
+- ``sgd`` (the paper): SGD, momentum 0.9, weight decay 1e-4 on every parameter.
+- ``adamw`` (training from scratch, e.g. the CPU demo, where no ImageNet initialisation can be had
+  offline): AdamW, weight decay on weight matrices only (not on norms, biases or position tables,
+  timm's ``param_groups_weight_decay``).
+
+Schedules, a factor of the base rate per optimiser step ``it`` of ``max_iter``, after a linear
+warm-up of ``warmup`` steps (``factor = (it + 1) / warmup`` while ``it < warmup``):
+
+- ``poly`` (the paper): ``(1 - t) ** power``;
+- ``cosine``: ``0.5 * (1 + cos(pi * t))``;
+
+with ``t = (it - warmup) / (max_iter - warmup)`` clamped to [0, 1].
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["PolyFactor", "build_optimizer", "poly_lr", "poly_scheduler"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "LRFactor", "build_optimizer", "build_scheduler", "poly_lr"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("poly", "cosine")
 
 
 def poly_lr(base_lr: float, iteration: int, max_iter: int, power: float = 0.9) -> float:
@@ -20,25 +36,56 @@ def poly_lr(base_lr: float, iteration: int, max_iter: int, power: float = 0.9) -
     return base_lr * max(0.0, 1.0 - iteration / max_iter) ** power
 
 
-class PolyFactor:
-    """Picklable multiplier ``(1 - it/max_iter) ** power`` for ``LambdaLR`` (a class, not a lambda, so it pickles)."""
+class LRFactor:
+    """Picklable multiplier of the base rate for ``LambdaLR`` (see the module docstring for the formula)."""
 
-    def __init__(self, max_iter: int, power: float = 0.9) -> None:
+    def __init__(self, max_iter: int, schedule: str = "poly", power: float = 0.9, warmup: int = 0) -> None:
         if max_iter <= 0:
             raise ValueError(f"max_iter must be > 0, got {max_iter}; is the train split empty?")
-        self.max_iter, self.power = int(max_iter), float(power)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if warmup < 0:
+            raise ValueError(f"warm-up steps must be >= 0, got {warmup}")
+        self.max_iter, self.schedule, self.power = int(max_iter), schedule, float(power)
+        self.warmup = min(int(warmup), self.max_iter - 1)
 
     def __call__(self, iteration: int) -> float:
-        return poly_lr(1.0, iteration, self.max_iter, self.power)
+        if iteration < self.warmup:
+            return (iteration + 1) / self.warmup
+        t = min(1.0, max(0.0, (iteration - self.warmup) / max(1, self.max_iter - self.warmup)))
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        return (1.0 - t) ** self.power
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 1e-4
-) -> torch.optim.SGD:
-    """SGD as in the paper: momentum 0.9, weight decay 1e-4."""
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    params: Iterable[nn.Parameter] | nn.Module,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    name: str = "sgd",
+) -> torch.optim.Optimizer:
+    """SGD as in the paper (momentum, weight decay on everything), or AdamW (decay on weight matrices only).
+
+    ``params``: a module (AdamW groups its trainable parameters by shape) or an iterable of parameters.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    if name == "sgd":
+        trainable = params.parameters() if isinstance(params, nn.Module) else params
+        return torch.optim.SGD([p for p in trainable if p.requires_grad], lr=lr, momentum=momentum,
+                               weight_decay=weight_decay)  # fmt: skip
+    if isinstance(params, nn.Module):
+        from timm.optim import param_groups_weight_decay
+
+        groups = param_groups_weight_decay(params, weight_decay)  # skips frozen parameters itself
+    else:
+        groups = [{"params": [p for p in params if p.requires_grad], "weight_decay": weight_decay}]
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
-def poly_scheduler(optimizer: torch.optim.Optimizer, max_iter: int, power: float = 0.9) -> LambdaLR:
-    """``LambdaLR`` giving :func:`poly_lr` when stepped once per iteration."""
-    return LambdaLR(optimizer, PolyFactor(max_iter, power))
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, max_iter: int, schedule: str = "poly", power: float = 0.9, warmup: int = 0
+) -> LambdaLR:
+    """``LambdaLR`` stepped once per optimiser step with :class:`LRFactor`."""
+    return LambdaLR(optimizer, LRFactor(max_iter, schedule, power, warmup))

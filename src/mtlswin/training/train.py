@@ -48,6 +48,25 @@ def resolve_weights_path(path: str | Path) -> Path:
         ) from err
 
 
+def resolve_input_norm(config: Config, datamodule: Any) -> None:
+    """Fill ``model.input_mean`` / ``input_std`` from ``data.normalize`` (in place; saved in config.yaml).
+
+    ``train-stats``: the mean and std of the train split's pixels (no augmentation), deterministic, so a
+    resumed run finds the same values; ``[mean, std]``: those; ``none``: the model options as they are.
+    """
+    norm = config.data.normalize
+    if norm == "none":
+        return
+    if norm == "train-stats":
+        from mtlswin.data.stats import pixel_stats
+
+        mean, std = pixel_stats(datamodule.dataset("train", augment=False))
+        log.info("input standardisation from the train split: mean %.4f, std %.4f", mean, std)
+    else:
+        mean, std = float(norm[0]), float(norm[1])
+    config.model.options["input_mean"], config.model.options["input_std"] = round(mean, 6), round(std, 6)
+
+
 def build_model(config: Config) -> torch.nn.Module:
     """``create_model(model.name, **model.options)``; ``frozen_encoder`` may name a trained swin_unet run folder."""
     from mtlswin.models import create_model
@@ -188,6 +207,7 @@ def train(config: Config, resume: bool = False) -> Path:
     pl.seed_everything(config.train.seed, workers=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = RunData(build_datamodule(config))
+    resolve_input_norm(config, data.dm)
     module = MTLModule(build_model(config), _train_dict(config), config.to_dict())
     if config.trainer.get("compile"):
         module.model.compile()  # in place: state_dict keys unchanged

@@ -34,6 +34,8 @@ class SynthConfig:
         p_blend, p_fluid, p_irregular: chance that a hematoma has that marker.
         slices_per_patient: inclusive range of consecutive slices per patient.
         mask_hospitals: hospitals that provide masks; cue_hospitals: where the cue is correlated.
+        twin_hospitals: hospitals whose slices also get a counterfactual twin: the same slice with the
+            cue flipped and everything else identical (anatomy, hematoma, scanner noise draw).
     """
 
     preset: str = "demo"
@@ -49,8 +51,13 @@ class SynthConfig:
     slices_per_patient: tuple[int, int] = (6, 14)
     mask_hospitals: tuple[int, ...] = MASK_HOSPITALS
     cue_hospitals: tuple[int, ...] = MASK_HOSPITALS
+    twin_hospitals: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "twin_hospitals", tuple(int(h) for h in self.twin_hospitals))
+        bad = [h for h in self.twin_hospitals if not 1 <= h <= N_HOSPITALS]
+        if bad:
+            raise ValueError(f"twin_hospitals {bad} are not hospitals 1-{N_HOSPITALS}")
         if not 0.0 <= self.spurious <= 1.0:
             raise ValueError(f"spurious={self.spurious} is outside [0, 1]; use e.g. 0.9 or 0 for no cue")
         if not 0.0 < self.p_hypodensity < self.p_hematoma < 1.0:
@@ -77,7 +84,8 @@ class SynthConfig:
 class SliceRecord:
     """One generated slice. ``hu`` is what the DICOM file stores (int16 HU); ``clean`` the noiseless,
     unblurred HU; ``tissue`` the ``anatomy`` label map; ``mask`` the hematoma pixels (None when the
-    slice shows no hematoma); ``parts`` the ``hematoma.PART_*`` map."""
+    slice shows no hematoma); ``parts`` the ``hematoma.PART_*`` map. ``twin_hu`` / ``twin_clean``: the
+    counterfactual twin (cue ``1 - cue``, same anatomy, hematoma and noise draw), or None."""
 
     hospital: int
     patient_id: str
@@ -93,6 +101,8 @@ class SliceRecord:
     labels: dict[str, int]
     cue: int
     has_mask_file: bool
+    twin_hu: np.ndarray | None = None
+    twin_clean: np.ndarray | None = None
 
 
 @dataclass
@@ -213,9 +223,11 @@ def _patient_slices(config: SynthConfig, hospital: int, patient: int, remaining:
         prevalence = counter.hypodensity / counter.slices if counter.slices >= 20 else config.p_hypodensity
         slice_cue = cue.draw_cue(rng, labels["hypodensity"], config.spurious, prevalence,
                                  hospital in config.cue_hospitals)  # fmt: skip
-        clean, tissue = anatomy.render_anatomy(head, rad, cue.ATROPHY_OF_CUE * slice_cue)
-        if hs is not None:
-            _composite(head, hs, clean, tissue)
+        clean, tissue = _render(head, rad, slice_cue, hs)
+        twin_hu = twin_clean = None
+        if hospital in config.twin_hospitals:  # the same noise draw on the cue-flipped slice
+            twin_clean = _render(head, rad, 1 - slice_cue, hs)[0]
+            twin_hu = scanner.acquire(twin_clean, profile, pose.spacing, _copy_rng(rng))
         hu = scanner.acquire(clean, profile, pose.spacing, rng)
         yield SliceRecord(
             hospital=hospital, patient_id=pid, patient_index=patient, instance=k, z=float(z),
@@ -223,7 +235,24 @@ def _patient_slices(config: SynthConfig, hospital: int, patient: int, remaining:
             mask=None if hs is None else hs.mask, parts=None if hs is None else hs.parts,
             labels=dict(labels), cue=slice_cue,
             has_mask_file=hs is not None and hospital in config.mask_hospitals,
+            twin_hu=twin_hu, twin_clean=twin_clean,
         )  # fmt: skip
+
+
+def _render(head: anatomy.Head, rad: anatomy.Radial, slice_cue: int, hs: hematoma.HematomaSlice | None
+            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Clean HU and tissue map of one slice with the cue's atrophy, the hematoma painted in."""
+    clean, tissue = anatomy.render_anatomy(head, rad, cue.ATROPHY_OF_CUE * slice_cue)
+    if hs is not None:
+        _composite(head, hs, clean, tissue)
+    return clean, tissue
+
+
+def _copy_rng(rng: np.random.Generator) -> np.random.Generator:
+    """A generator in the same state that does not advance ``rng``."""
+    twin = np.random.Generator(type(rng.bit_generator)())
+    twin.bit_generator.state = rng.bit_generator.state
+    return twin
 
 
 def _composite(head: anatomy.Head, hs: hematoma.HematomaSlice, clean: np.ndarray, tissue: np.ndarray) -> None:

@@ -7,6 +7,8 @@ Layout under ``OUT``::
     images/h01/h01p0001/0001.dcm     CT Image Storage, int16, HU = stored + RescaleIntercept (-1024)
     masks/h01/h01p0001/0001.png      8-bit PNG, 255 = hematoma, 0 = background (hospitals 1-4,
                                      slices that show a hematoma; other rows have an empty mask cell)
+    twins/h01/h01p0001/0001.dcm      with ``twin_hospitals``: the slice's counterfactual twin (cue flipped,
+                                     all else identical), named in the manifest's ``twin`` column
 
 Nothing depends on the clock or the machine: UIDs are ``2.25.<hash>`` of the config and the slice
 (pydicom's ``generate_uid`` with entropy sources), so the same config writes byte-identical files.
@@ -38,10 +40,10 @@ def _uid(config: SynthConfig, *parts: object) -> str:
     return generate_uid(prefix="2.25.", entropy_srcs=["mtlswin-phantom", key, *map(str, parts)])
 
 
-def dicom_dataset(rec: SliceRecord, config: SynthConfig) -> Dataset:
-    """The DICOM data set of one slice (CT Image Storage, explicit VR little endian)."""
+def dicom_dataset(rec: SliceRecord, config: SynthConfig, twin: bool = False) -> Dataset:
+    """The DICOM data set of one slice (CT Image Storage, explicit VR little endian); ``twin``: of its twin."""
     profile = PROFILES[rec.hospital]
-    sop = _uid(config, rec.patient_id, rec.instance, "sop")
+    sop = _uid(config, rec.patient_id, rec.instance, "sop", *(("twin",) if twin else ()))
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop
@@ -70,7 +72,8 @@ def dicom_dataset(rec: SliceRecord, config: SynthConfig) -> Dataset:
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = RESCALE_INTERCEPT, 1, "HU"
     ds.WindowCenter, ds.WindowWidth = 40, 80
-    ds.PixelData = (rec.hu.astype(np.int32) - RESCALE_INTERCEPT).astype("<i2").tobytes()
+    hu = rec.twin_hu if twin else rec.hu
+    ds.PixelData = (hu.astype(np.int32) - RESCALE_INTERCEPT).astype("<i2").tobytes()
     return ds
 
 
@@ -88,6 +91,13 @@ def write_slice(rec: SliceRecord, config: SynthConfig, out: Path) -> dict[str, o
     row = {"image": rel.as_posix(), "mask": mask_rel, "patient_id": rec.patient_id, "hospital": rec.hospital}
     row.update({m: rec.labels[m] for m in MARKERS})
     row["cue"] = rec.cue
+    if config.twin_hospitals:
+        row["twin"] = ""
+        if rec.twin_hu is not None:
+            trel = Path("twins") / rel.relative_to("images")
+            (out / trel).parent.mkdir(parents=True, exist_ok=True)
+            dicom_dataset(rec, config, twin=True).save_as(out / trel, enforce_file_format=True)
+            row["twin"] = trel.as_posix()
     return row
 
 
@@ -124,7 +134,8 @@ def write_dataset(config: SynthConfig, out: str | Path, progress: bool = False) 
     for rec in records:
         rows.append(write_slice(rec, config, out))
     with open(out / "manifest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        columns = (*MANIFEST_COLUMNS, "twin") if config.twin_hospitals else MANIFEST_COLUMNS
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     summary = summarize(rows, config)

@@ -1,0 +1,93 @@
+"""Train independent runs side by side on a CPU: N worker processes with ``cores / N`` threads each.
+
+The demo's models are small enough that PyTorch cannot keep two cores busy on one of them: measured
+on 2 cores, a demo ``swin`` step takes 0.094 s with one thread and 0.094 s with two, an MTL step
+0.219 s and 0.187 s. Two runs at one thread each therefore train about 1.8x as many steps per
+second as one run at two threads. Runs wait for the runs they depend on (a Joint-Swin run for its
+Swin-Unet). Workers are spawned (not forked: forking a process that already runs OpenMP threads can
+deadlock) and kept for the whole schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+__all__ = ["TrainTask", "default_jobs", "run_tasks", "train_config"]
+
+
+@dataclass
+class TrainTask:
+    """One training run: its name, config file, overrides and the names of the runs it needs first."""
+
+    name: str
+    config: Path
+    overrides: list[str]
+    needs: list[str] = field(default_factory=list)
+
+
+def default_jobs(cpu_only: bool) -> int:
+    """Parallel runs: one per core (at most 4) for CPU presets; a GPU preset trains one run at a time."""
+    if not cpu_only:
+        return 1
+    return max(1, min(4, (os.cpu_count() or 1)))
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train_config(config: Path, overrides: list[str]) -> float:
+    """Train (or resume, when ``last.ckpt`` exists) the run of ``config`` + ``overrides``; returns seconds."""
+    from mtlswin.config import load_config
+    from mtlswin.training.train import train
+
+    start = time.perf_counter()
+    cfg = load_config(config, overrides)
+    train(cfg, resume=(cfg.run_dir / "checkpoints" / "last.ckpt").is_file())
+    return time.perf_counter() - start
+
+
+def run_tasks(
+    tasks: Sequence[TrainTask], jobs: int, log: Callable[[str], None] = print, quiet_overrides: Sequence[str] = ()
+) -> dict[str, float]:
+    """Train ``tasks`` with ``jobs`` processes (dependencies first); returns seconds per run.
+
+    ``quiet_overrides`` are added to every run (e.g. no progress bar: several runs share one terminal).
+    The first failure stops the schedule and is raised with the run's name.
+    """
+    names = {t.name for t in tasks}
+    pending = list(tasks)
+    done: set[str] = set()
+    seconds: dict[str, float] = {}
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    running: dict[Future, TrainTask] = {}
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:  # fmt: skip
+        while pending or running:
+            ready = [t for t in pending if all(n in done or n not in names for n in t.needs)]
+            for task in ready[: jobs - len(running)]:
+                pending.remove(task)
+                log(f"train {task.name}: started ({len(running) + 1} of {jobs} slots, {threads} thread(s) each)")
+                running[pool.submit(train_config, task.config, [*task.overrides, *quiet_overrides])] = task
+            if not running:
+                raise RuntimeError(f"runs {[t.name for t in pending]} wait for runs that never finish")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                try:
+                    seconds[task.name] = future.result()
+                except BaseException as err:
+                    for other in running:
+                        other.cancel()
+                    raise RuntimeError(f"training {task.name} failed: {err}") from err
+                done.add(task.name)
+                log(f"train {task.name}: done in {seconds[task.name]:.1f} s")
+    return seconds

@@ -1,0 +1,60 @@
+"""The one bootstrap of the project: known answers, seeding, and resampling by patient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mtlswin.stats import bootstrap_ci, fast_auc, resample_indices
+
+
+def test_fast_auc_equals_scikit_learn_with_ties():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    score = np.round(rng.random(300) + 0.3 * y, 1)  # many ties
+    assert fast_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert np.isnan(fast_auc(np.ones(5), np.arange(5)))
+
+
+def test_bootstrap_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.3 * y + 0.7 * rng.random(200), 0, 1)
+    a = bootstrap_ci(fast_auc, y, p, n_resamples=300, seed=3)
+    assert a == bootstrap_ci(fast_auc, y, p, n_resamples=300, seed=3)
+    assert a[0] == pytest.approx(fast_auc(y, p)) and a[1] < a[0] < a[2]
+
+
+def test_mean_of_two_values_has_the_known_percentiles():
+    # Resampled means of [0, 1] are 0, .5, 1 with probabilities 1/4, 1/2, 1/4.
+    assert bootstrap_ci(np.mean, np.array([0.0, 1.0])) == (0.5, 0.0, 1.0)
+    assert bootstrap_ci(np.mean, np.array([0.3, 0.3, 0.3])) == pytest.approx((0.3, 0.3, 0.3))
+
+
+def test_patient_resampling_keeps_every_slice_of_a_drawn_patient():
+    groups = np.array(["a", "a", "a", "b", "c", "c"])
+    for idx in resample_indices(6, groups, 50, seed=0):
+        drawn = groups[idx]
+        for g in set(drawn):
+            assert (drawn == g).sum() % (groups == g).sum() == 0  # whole patients only
+
+
+def test_patient_resampling_widens_the_interval_of_clustered_data():
+    # 10 patients x 30 identical slices: the slice bootstrap pretends there are 300 independent values.
+    rng = np.random.default_rng(2)
+    per_patient = rng.random(10)
+    values = np.repeat(per_patient, 30)
+    patients = np.repeat(np.arange(10), 30)
+    _, lo_p, hi_p = bootstrap_ci(np.mean, values, groups=patients, n_resamples=1000)
+    _, lo_s, hi_s = bootstrap_ci(np.mean, values, n_resamples=1000)
+    assert (hi_p - lo_p) > 3 * (hi_s - lo_s)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="length"):
+        bootstrap_ci(np.mean, np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="groups"):
+        resample_indices(3, ["a", "b"], 5)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_ci(np.mean, np.zeros(3), level=1.5)
