@@ -87,3 +87,13 @@ def test_cli_writes_data_and_gallery(tmp_path, capsys):
     gallery = Image.open(out / "preview.png")
     assert gallery.size[0] > 300 and gallery.size[1] > 300
     assert "slices/s" in capsys.readouterr().out
+
+
+def test_parallel_writer_writes_the_same_bytes(tmp_path):
+    config = SynthConfig(preset="demo", slices=40, size=48, seed=4, twin_hospitals=(1, 5))
+    write_dataset(config, tmp_path / "one")
+    write_dataset(config, tmp_path / "two", workers=2)
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(files) > 40 and any(f.parts[0] == "twins" for f in files)
+    for rel in files:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel

@@ -90,7 +90,9 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
     assert main([*args, "--set", *MICRO]) == 0
     second = capsys.readouterr().out
     assert "running" not in second
-    assert second.count("skipped (valid output exists)") == 2 + 4 + 4 + 1 + 1  # data, splits, train, eval, audit, claims
+    assert (
+        second.count("skipped (valid output exists)") == 2 + 4 + 4 + 1 + 1
+    )  # data, splits, train, eval, audit, claims
 
 
 def test_joint_swin_tiny_brings_its_own_swin_t_segmentation_run():

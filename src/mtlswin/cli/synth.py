@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--twins", type=_hospitals, default=(),
                    help="hospitals whose slices also get a counterfactual twin (cue flipped, all else identical), "
                    "e.g. 1,5-11 or all; the manifest's `twin` column names each twin")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, help="processes writing hospitals in parallel (same files)")
     p.add_argument("--preview", action="store_true", help="also write OUT/preview.png (gallery)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity, twin_hospitals=args.twins,
     )  # fmt: skip
     start = time.perf_counter()
-    summary = write_dataset(config, args.out, progress=not args.quiet)
+    summary = write_dataset(config, args.out, progress=not args.quiet, workers=args.workers)
     seconds = time.perf_counter() - start
     print(json.dumps(summary, indent=2))
     print(

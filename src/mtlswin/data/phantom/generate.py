@@ -127,14 +127,20 @@ def _controlled(base: float, target: float, achieved: int, total: int, gain: flo
 
 def iter_slices(config: SynthConfig) -> Iterator[SliceRecord]:
     """Yield every slice of the data set: hospitals 1-11 in order, patients' slices consecutive."""
-    for hospital, n_slices in zip(range(1, N_HOSPITALS + 1), config.counts()):
-        counter = _Counter()
-        patient = 0
-        while counter.slices < n_slices:
-            patient += 1
-            for rec in _patient_slices(config, hospital, patient, n_slices - counter.slices, counter):
-                counter.add(rec)
-                yield rec
+    for hospital in range(1, N_HOSPITALS + 1):
+        yield from iter_hospital(config, hospital)
+
+
+def iter_hospital(config: SynthConfig, hospital: int) -> Iterator[SliceRecord]:
+    """The slices of one hospital; hospitals are independent of each other (own generators and counts)."""
+    n_slices = config.counts()[hospital - 1]
+    counter = _Counter()
+    patient = 0
+    while counter.slices < n_slices:
+        patient += 1
+        for rec in _patient_slices(config, hospital, patient, n_slices - counter.slices, counter):
+            counter.add(rec)
+            yield rec
 
 
 @dataclass

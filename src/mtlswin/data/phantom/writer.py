@@ -27,8 +27,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from mtlswin.data.phantom.cue import phi
-from mtlswin.data.phantom.generate import MARKERS, SliceRecord, SynthConfig, iter_slices
-from mtlswin.data.phantom.hospitals import PROFILES
+from mtlswin.data.phantom.generate import MARKERS, SliceRecord, SynthConfig, iter_hospital, iter_slices
+from mtlswin.data.phantom.hospitals import N_HOSPITALS, PROFILES
 
 MANIFEST_COLUMNS = ("image", "mask", "patient_id", "hospital", *MARKERS, "cue")
 RESCALE_INTERCEPT = -1024
@@ -121,18 +121,35 @@ def summarize(rows: list[dict[str, object]], config: SynthConfig) -> dict[str, o
     }
 
 
-def write_dataset(config: SynthConfig, out: str | Path, progress: bool = False) -> dict[str, object]:
-    """Generate and write the whole data set under ``out``; return the summary (also in phantom.json)."""
+def _write_hospital(config: SynthConfig, out: Path, hospital: int) -> list[dict[str, object]]:
+    return [write_slice(rec, config, out) for rec in iter_hospital(config, hospital)]
+
+
+def write_dataset(config: SynthConfig, out: str | Path, progress: bool = False, workers: int = 1) -> dict[str, object]:
+    """Generate and write the whole data set under ``out``; return the summary (also in phantom.json).
+
+    ``workers`` > 1 writes hospitals in that many processes (hospitals are independent, so the files are the
+    same bytes as with one process).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    records = iter_slices(config)
-    if progress:
-        from tqdm import tqdm
+    hospitals = list(range(1, N_HOSPITALS + 1))
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
 
-        records = tqdm(records, total=sum(config.counts()), unit="slice", desc="synth")
-    for rec in records:
-        rows.append(write_slice(rec, config, out))
+        by_size = sorted(hospitals, key=lambda h: -config.counts()[h - 1])  # largest first: balanced workers
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {h: pool.submit(_write_hospital, config, out, h) for h in by_size}
+            per_hospital = {h: f.result() for h, f in futures.items()}
+        rows = [row for h in hospitals for row in per_hospital[h]]
+    else:
+        records = iter_slices(config)
+        if progress:
+            from tqdm import tqdm
+
+            records = tqdm(records, total=sum(config.counts()), unit="slice", desc="synth")
+        rows = [write_slice(rec, config, out) for rec in records]
     with open(out / "manifest.csv", "w", newline="") as f:
         columns = (*MANIFEST_COLUMNS, "twin") if config.twin_hospitals else MANIFEST_COLUMNS
         writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
