@@ -121,10 +121,12 @@ def make_splits(
 
 
 def write_splits(splits: pd.DataFrame, path: str | Path) -> Path:
-    """Write the splits CSV (``index``, ``split``)."""
+    """Write the splits CSV (``index``, ``split``) atomically (temp file + ``os.replace``)."""
+    from mtlswin.io import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    splits[["index", "split"]].to_csv(path, index=False)
+    with atomic_path(path) as tmp:
+        splits[["index", "split"]].to_csv(tmp, index=False)
     return path
 
 

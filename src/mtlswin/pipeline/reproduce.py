@@ -110,29 +110,72 @@ def _make_splits(manifest: Path, splits: Path, target: str, seed: int, log: Call
     log(split_table(table, parts, target))
 
 
-def _run_ok(run: Path) -> bool:
-    return (run / "model.safetensors").is_file() and (run / "config.yaml").is_file()
+def _row_digest(cfg_file: Path, overrides: list[str]) -> str:
+    """The digest ``train`` will store for this row's resolved config (:func:`mtlswin.runs.config_digest`)."""
+    from mtlswin.config import load_config
+    from mtlswin.runs import config_digest
+
+    return config_digest(load_config(cfg_file, overrides))
+
+
+def _stored_digest(run: Path) -> str | None:
+    from mtlswin.runs import DIGEST_FILE
+
+    path = run / DIGEST_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _run_ok(run: Path, digest: str) -> bool:
+    """Done: a readable model.safetensors header, config.yaml, and the stored config digest equal to ``digest``."""
+    from mtlswin.runs import run_tasks
+
+    if not (run / "config.yaml").is_file() or _stored_digest(run) != digest:
+        return False
+    try:
+        run_tasks(run)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _set_aside(run: Path, digest: str, log: Callable[[str], None]) -> None:
+    """A run folder trained with other settings is renamed (never deleted) before this row is trained afresh."""
+    old = _stored_digest(run)
+    if not run.exists() or old in (None, digest):
+        return
+    aside = run.with_name(f"{run.name}.replaced-{old[:12]}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(run, aside)
+    log(f"{run.name}: its config changed (another --set?); the old run was moved to {aside}")
 
 
 def _evaluated(run: Path) -> bool:
     path = run / "metrics.json"
-    return path.is_file() and all(s in json.loads(path.read_text()) for s in EVAL_SPLITS)
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return False
+    return isinstance(metrics, dict) and all(isinstance(metrics.get(s), dict) for s in EVAL_SPLITS)
 
 
 def _has_logits(run: Path) -> bool:
-    from mtlswin.models import load_model
+    from mtlswin.runs import run_tasks
 
-    return "cls" in getattr(load_model(run / "model.safetensors"), "tasks", ())
+    return "cls" in run_tasks(run)
+
+
+def _audited_runs(runs: list[Path]) -> list[dict[str, str | None]]:
+    """What runs.json records: each audited run folder and its config digest (a retrained run is re-audited)."""
+    return [{"run": str(r), "config_sha256": _stored_digest(r)} for r in runs]
 
 
 def _audit_ok(audit: Path, runs: list[Path]) -> bool:
     listed = audit / "runs.json"
-    return (
-        (audit / "audit.csv").is_file()
-        and (audit / "gradcam_grid.png").is_file()
-        and listed.is_file()
-        and json.loads(listed.read_text()) == [str(r) for r in runs]
-    )
+    try:
+        same = listed.is_file() and json.loads(listed.read_text()) == _audited_runs(runs)
+    except ValueError:
+        return False
+    return same and (audit / "audit.csv").is_file() and (audit / "gradcam_grid.png").is_file()
 
 
 def _split_has_masks(manifest: Path, splits: Path, split: str) -> bool:
@@ -146,9 +189,11 @@ def _split_has_masks(manifest: Path, splits: Path, split: str) -> bool:
 
 def _audit(audit: Path, runs: list[Path]) -> None:
     from mtlswin.explain.collect import audit_runs
+    from mtlswin.io import atomic_write_text
 
+    (audit / "runs.json").unlink(missing_ok=True)  # the audit files are replaced one by one: not done until the end
     audit_runs(runs, AUDIT_SPLIT, audit)
-    (audit / "runs.json").write_text(json.dumps([str(r) for r in runs]))
+    atomic_write_text(audit / "runs.json", json.dumps(_audited_runs(runs)))
 
 
 def _train_row(cfg_file: Path, overrides: list[str]) -> None:
@@ -160,6 +205,7 @@ def _train_row(cfg_file: Path, overrides: list[str]) -> None:
 
 
 def _write_report(out: Path, preset: Preset, runs: list[Path], audit: Path, timings: dict[str, float]) -> Path:
+    from mtlswin.io import atomic_write_text
     from mtlswin.training.report import write_report
 
     report = write_report(runs, out, audit=audit if (audit / "audit.md").is_file() else None)
@@ -183,7 +229,7 @@ def _write_report(out: Path, preset: Preset, runs: list[Path], audit: Path, timi
     )
     text += "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n"
     text += "".join(f"| {k} | {v:.1f} |\n" for k, v in timings.items()) + f"| total | {total:.1f} |\n"
-    report.write_text(text)
+    atomic_write_text(report, text)
     return report
 
 
@@ -239,7 +285,9 @@ def reproduce(
             if row in SEGMENTATION_RUN_FOR:
                 cfg.append(f"model.frozen_encoder={runs_dir / f'{SEGMENTATION_RUN_FOR[row]}-seed{seed}'}")
             cfg += row_overrides(preset, row) + list(overrides)
-            progress.stage(f"train {run.name}", lambda run=run: _run_ok(run),
+            digest = _row_digest(config_path(preset, row), cfg)
+            _set_aside(run, digest, log)
+            progress.stage(f"train {run.name}", lambda run=run, digest=digest: _run_ok(run, digest),
                            lambda row=row, cfg=cfg: _train_row(config_path(preset, row), cfg))  # fmt: skip
             if row not in AUXILIARY_ROWS:
                 runs.append(run)
