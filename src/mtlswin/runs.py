@@ -232,10 +232,11 @@ class Run:
 
     @property
     def img_size(self) -> int:
-        """The model's input side in pixels (the run's ``data.img_size``, else the model config's)."""
-        if self.config is not None and self.config.data.img_size:
-            return int(self.config.data.img_size)
-        return int(getattr(getattr(self.model, "config", None), "img_size", 224))
+        """The model's input side in pixels (its config's ``img_size``, else the run's ``data.img_size``, else 224)."""
+        size = getattr(getattr(self.model, "config", None), "img_size", None)
+        if size is None and self.config is not None:
+            size = self.config.data.img_size
+        return int(size or 224)
 
     @property
     def window(self) -> Any:

@@ -102,12 +102,14 @@ def _splits_ok(manifest: Path, splits: Path, target: str) -> bool:
 
 def _make_splits(manifest: Path, splits: Path, target: str, seed: int, log: Callable[[str], None]) -> None:
     from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import make_splits, split_table, write_splits
+    from mtlswin.data.splits import make_splits, split_table, split_warnings, write_splits
 
     table = read_manifest(manifest, target).table
     parts = make_splits(table, target=target, protocol="paper", seed=seed)
     write_splits(parts, splits)
     log(split_table(table, parts, target))
+    for line in split_warnings(table, parts, target):
+        log(line)
 
 
 def _row_digest(cfg_file: Path, overrides: list[str]) -> str:
