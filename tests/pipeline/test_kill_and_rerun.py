@@ -103,6 +103,7 @@ def test_sigkill_mid_predict_then_rerun_equals_an_uninterrupted_run(run_and_dico
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # four micro reproduce calls in subprocesses: minutes on a loaded 2-core machine
 def test_sigkill_mid_reproduce_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_data):
     args = ["reproduce", "--preset", "demo", "--manifest", str(tiny_data.manifest), "--seeds", "0", "--rows", "swin"]
     _run(*args, "--out", str(tmp_path / "reference"), "--set", *MICRO)
