@@ -289,5 +289,6 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (readable back by :func:`load_config`)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    from mtlswin.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -13,10 +13,10 @@ import yaml
 from training_helpers import tiny_config
 
 from mtlswin.config import load_config
+from mtlswin.runs import Run
 from mtlswin.training.evaluate import evaluate_run
 from mtlswin.training.predict import predict_files
 from mtlswin.training.report import write_report
-from mtlswin.training.run import load_run
 from mtlswin.training.train import train
 
 
@@ -88,14 +88,15 @@ def test_evaluate_writes_metrics_and_predictions(trained_run):
     assert ((pred["prob"] >= 0.5).astype(int) == pred["pred"]).all()
 
 
-def test_load_run_from_folder_ckpt_and_safetensors_agree(trained_run):
+def test_run_open_from_folder_ckpt_and_safetensors_agree(trained_run):
     x = torch.rand(2, 1, 32, 32)
     outs = []
     for path in (trained_run, trained_run / "checkpoints" / "best.ckpt", trained_run / "model.safetensors"):
-        config, model = load_run(path)
-        assert config is not None and config.model.name == "mtl_swin_unet"
+        run = Run.open(path)
+        assert run.config is not None and run.config.model.name == "mtl_swin_unet"
+        assert run.root == trained_run.absolute()
         with torch.no_grad():
-            outs.append(model(x)["logits"])
+            outs.append(run.model(x)["logits"])
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
     torch.testing.assert_close(outs[0], outs[2], rtol=0, atol=0)
 
@@ -137,12 +138,13 @@ def test_predict_on_dicom_folder(trained_run, tmp_path):
     from mtlswin.data.phantom.writer import write_dataset
 
     write_dataset(SynthConfig(slices=11, size=32, seed=1), tmp_path / "dicoms")
-    table = predict_files(trained_run, [tmp_path / "dicoms"], tmp_path / "pred")
-    assert len(table) == 11
+    table = predict_files(trained_run, [tmp_path / "dicoms" / "images"], tmp_path / "pred")
+    assert len(table) == 11 and table["name"].is_unique
     assert table["probability"].between(0, 1).all()
     assert ((table["probability"] >= 0.5).astype(int) == table["predicted_label"]).all()
     assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == 11
-    assert pd.read_csv(tmp_path / "pred" / "predictions.csv").shape == (11, 3)
+    assert pd.read_csv(tmp_path / "pred" / "predictions.csv").shape == (11, 4)
+    assert not (tmp_path / "pred" / "skipped.csv").exists()
 
 
 def test_cli_evaluate_report_predict(trained_run, tmp_path, capsys):

@@ -34,7 +34,7 @@ def _friendly(func):
 @_friendly
 def _split(args: argparse.Namespace) -> int:
     from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import check_splits, make_splits, split_table, write_splits
+    from mtlswin.data.splits import check_splits, make_splits, split_table, split_warnings, write_splits
 
     manifest = read_manifest(args.manifest, args.target, args.on_bad_row)
     splits = make_splits(
@@ -46,6 +46,8 @@ def _split(args: argparse.Namespace) -> int:
     check_splits(manifest.table, splits)
     out = write_splits(splits, args.out)
     print(split_table(manifest.table, splits, args.target))
+    for line in split_warnings(manifest.table, splits, args.target):
+        print(line, file=sys.stderr)
     print(f"wrote {out}")
     return 0
 

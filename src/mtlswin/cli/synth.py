@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
+from pathlib import Path
 
 
 def _hospitals(text: str) -> tuple[int, ...]:
@@ -34,25 +36,45 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes writing hospitals in parallel (same files)")
     p.add_argument("--preview", action="store_true", help="also write OUT/preview.png (gallery)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="clear a non-empty --out first (refused without it)")
     p.set_defaults(func=run)
+
+
+def prepare_out(out: Path, overwrite: bool) -> Path:
+    """``out`` ready for a fresh phantom: a non-empty folder is an error, or cleared with ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"--out {str(out)!r} is not empty; its old files would mix with the new phantom. "
+                "Give an empty or new folder, or --overwrite to clear it first"
+            )
+        if out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents, Path.home().resolve()):
+            raise ValueError(f"--overwrite refuses to clear {str(out)!r}: it is the working folder, above it or home")
+        shutil.rmtree(out)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     from mtlswin.data.phantom.generate import SynthConfig
     from mtlswin.data.phantom.preview import write_gallery
     from mtlswin.data.phantom.writer import write_dataset
+    from mtlswin.io import created_dir
 
     config = SynthConfig(
         preset=args.preset, slices=args.slices, size=args.size, seed=args.seed, spurious=args.spurious,
         p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity, twin_hospitals=args.twins,
     )  # fmt: skip
+    out = prepare_out(Path(args.out), args.overwrite)
     start = time.perf_counter()
-    summary = write_dataset(config, args.out, progress=not args.quiet, workers=args.workers)
+    with created_dir(out):
+        summary = write_dataset(config, out, progress=not args.quiet, workers=args.workers)
     seconds = time.perf_counter() - start
     print(json.dumps(summary, indent=2))
     print(
         f"wrote {summary['slices']} slices to {args.out} in {seconds:.1f} s ({summary['slices'] / seconds:.1f} slices/s)"
     )
     if args.preview:
-        print(f"gallery: {write_gallery(args.out)}")
+        print(f"gallery: {write_gallery(out)}")
     return 0

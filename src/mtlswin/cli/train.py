@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("predict", help="classify DICOM files or folders with a trained run or checkpoint")
     p.add_argument("run", help="run folder, .ckpt or .safetensors")
-    p.add_argument("inputs", nargs="+", help="DICOM files or folders (searched recursively)")
+    p.add_argument("inputs", nargs="+", help="image files (DICOM, PNG/JPEG, .npy, NIfTI) or folders (recursive)")
     p.add_argument("--out", required=True, help="output folder (predictions.csv, overlays/)")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the run's, 0.5)")
     p.set_defaults(func=_predict)
@@ -44,9 +44,12 @@ def _train(args: argparse.Namespace) -> int:
     from mtlswin.training.train import train
 
     path = Path(args.config)
-    if path.is_dir():  # a run folder: its resolved config
-        path = path / "config.yaml"
-    config = load_config(path, args.overrides)
+    if path.is_dir():  # a run folder: its config, data paths resolved, output = where the folder is now
+        from mtlswin.runs import read_run_config
+
+        config = read_run_config(path, args.overrides)
+    else:
+        config = load_config(path, args.overrides)
     run_dir = train(config, resume=args.resume)
     print(f"run folder: {run_dir}")
     if args.evaluate and (run_dir / "model.safetensors").is_file():
@@ -63,8 +66,12 @@ def _run_evaluate(run: Path, splits, n_boot: int, seed: int) -> dict:
 def _print_metrics(results: dict) -> None:
     keys = ("iou", "acc", "precision", "recall", "f1_pos", "f1_macro", "auc")
     for split, values in results.items():
-        shown = ", ".join(f"{k} {values[k]:.3f}" for k in keys if isinstance(values.get(k), float))
+        shown = ", ".join(
+            f"{k} {values[k]:.3f}" for k in keys if isinstance(values.get(k), float) and values[k] == values[k]
+        )
         print(f"{split}: {shown}")
+        if values.get("auc_undefined"):
+            print(f"{split}: {values['auc_undefined']}")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -86,4 +93,6 @@ def _predict(args: argparse.Namespace) -> int:
 
     table = predict_files(args.run, args.inputs, Path(args.out), threshold=args.threshold)
     print(f"{len(table)} slices -> {Path(args.out) / 'predictions.csv'}")
+    if (Path(args.out) / "skipped.csv").is_file():
+        print(f"unreadable inputs skipped: see {Path(args.out) / 'skipped.csv'}")
     return 0

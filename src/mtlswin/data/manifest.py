@@ -234,6 +234,8 @@ def write_skipped(manifest: Manifest, run_dir: str | Path) -> Path | None:
     if manifest.skipped.empty:
         return None
     out = Path(run_dir) / "skipped_rows.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    manifest.skipped.to_csv(out, index=False)
+    from mtlswin.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        manifest.skipped.to_csv(tmp, index=False)
     return out

@@ -129,10 +129,12 @@ def make_splits(
 
 
 def write_splits(splits: pd.DataFrame, path: str | Path) -> Path:
-    """Write the splits CSV (``index``, ``split``)."""
+    """Write the splits CSV (``index``, ``split``) atomically (temp file + ``os.replace``)."""
+    from mtlswin.io import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    splits[["index", "split"]].to_csv(path, index=False)
+    with atomic_path(path) as tmp:
+        splits[["index", "split"]].to_csv(tmp, index=False)
     return path
 
 
@@ -188,3 +190,32 @@ def split_table(table: pd.DataFrame, splits: pd.DataFrame, target: str) -> str:
         rows.append(f"{name:<7} {n:>7} {pos:>9} {rate:>7.3f} {part['patient_id'].nunique():>8}  {hospitals}")
     header = f"{'split':<7} {'slices':>7} {'positive':>9} {'rate':>7} {'patients':>8}  hospitals"
     return "\n".join([header, *rows])
+
+
+MIN_TEST_POSITIVES = 10
+
+
+def split_warnings(
+    table: pd.DataFrame, splits: pd.DataFrame, target: str, min_positives: int = MIN_TEST_POSITIVES
+) -> list[str]:
+    """Warnings about test sets too small to measure: fewer than ``min_positives`` positives (or negatives).
+
+    With a handful of positives the accuracy is dominated by the negatives and the AUC has a huge
+    variance (or, with none, is undefined): make a larger data set or larger test fractions.
+    """
+    out = []
+    for name in ("test_a", "test_b"):
+        idx = splits.loc[splits["split"] == name, "index"]
+        if not len(idx):
+            continue
+        n, pos = len(idx), int(table.loc[idx, target].sum())
+        if pos < min_positives:
+            out.append(
+                f"warning: {name} has {pos} positive slice(s) of {n} (fewer than {min_positives}): its AUC and F1 "
+                "are unreliable"
+                + (" (AUC undefined)" if pos == 0 else "")
+                + "; use more data or a larger test fraction"
+            )
+        elif n - pos == 0:
+            out.append(f"warning: {name} has no negative slice ({n} positives): its AUC is undefined")
+    return out

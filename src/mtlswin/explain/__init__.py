@@ -5,7 +5,7 @@
 - :mod:`~mtlswin.explain.audit`: energy inside the hematoma mask, pointing game, chance level, CIs;
 - :mod:`~mtlswin.explain.collect`: :func:`audit_runs` over run folders (table + grid figure);
 - :mod:`~mtlswin.explain.files`: maps of image files (``mtlswin gradcam``);
-- :mod:`~mtlswin.explain.figures`, :mod:`~mtlswin.explain.runs`: overlays/grids and run loading.
+- :mod:`~mtlswin.explain.figures`: overlays/grids (runs are opened with :class:`mtlswin.runs.Run`).
 """
 
 from mtlswin.explain.audit import slice_scores, summarise

@@ -21,8 +21,9 @@ import torch
 from mtlswin.explain.audit import slice_scores, summarise, summary_markdown
 from mtlswin.explain.figures import GridCell, save_grid
 from mtlswin.explain.gradcam import LogitsOnly, compute_cam
-from mtlswin.explain.runs import ExplainedRun, build_datamodule, load_explained_run
 from mtlswin.explain.targets import cam_spec
+from mtlswin.io import atomic_path, atomic_write_text, created_dir
+from mtlswin.runs import Run
 
 __all__ = ["GRID_KINDS", "SplitCams", "audit_runs", "collect_split", "slice_kind"]
 
@@ -84,7 +85,7 @@ def _keep_for_grid(grid: dict, taken: dict, batch: dict, cams: np.ndarray, probs
 
 
 def collect_split(
-    run: ExplainedRun,
+    run: Run,
     split: str,
     method: str = "gradcam",
     batch_size: int = 16,
@@ -96,9 +97,11 @@ def collect_split(
 
     ``per_kind``: slices kept for the grid of each kind in :data:`GRID_KINDS` (the first ones in
     manifest order, so every run keeps the same slices). ``stage``: the Swin encoder stage mapped instead of
-    the bottleneck (:func:`mtlswin.explain.targets.cam_spec`). ``data``: overrides of the run's data section.
+    the bottleneck (:func:`mtlswin.explain.targets.cam_spec`). ``data``: ``manifest=`` / ``splits=`` replacing
+    the run's.
     """
-    loader = build_datamodule(run, batch_size=batch_size, **data).dataloader(split, shuffle=False, augment=False)
+    dm = run.datamodule(batch_size=batch_size, num_workers=0, **data)
+    loader = dm.dataloader(split, shuffle=False, augment=False)
     frames, grid, taken = [], {}, {}
     logits_only = LogitsOnly(run.model).eval()
     spec = cam_spec(run.model, stage)
@@ -147,7 +150,7 @@ def _caption(res: SplitCams, idx: int, panel: dict) -> str:
     return text
 
 
-def _unique_names(runs: list[ExplainedRun]) -> None:
+def _unique_names(runs: list[Run]) -> None:
     seen: dict[str, int] = {}
     for run in runs:
         seen[run.name] = seen.get(run.name, 0) + 1
@@ -175,20 +178,23 @@ def audit_runs(
     """
     if not paths:
         raise ValueError("audit needs at least one run folder or checkpoint")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = [load_explained_run(p) for p in paths]
+    runs = [Run.open(p) for p in paths]
     _unique_names(runs)
+    data = {k: v for k, v in data.items() if v is not None}
     results = [collect_split(run, split, method, batch_size, per_kind, stage, **data) for run in runs]
     scores = pd.concat([r.scores for r in results], ignore_index=True)
     if scores.empty:
         raise ValueError(f"split {split!r} has no slice with a hematoma mask; audit a split with masks (e.g. test_a)")
-    scores.to_csv(out / "audit_slices.csv", index=False)
     summary = summarise(scores, n_resamples=n_resamples, seed=seed)
-    summary.to_csv(out / "audit.csv", index=False)
-    (out / "audit.md").write_text(summary_markdown(summary, split))
     shown = results[:grid_runs] if grid_runs else results
     rows, titles = _grid_rows(shown)
-    if rows:
-        save_grid(out / "gradcam_grid.png", rows, ["image + mask", *[r.run for r in shown]], titles)
+    with created_dir(Path(out)) as out:
+        with atomic_path(out / "audit_slices.csv") as tmp:
+            scores.to_csv(tmp, index=False)
+        with atomic_path(out / "audit.csv") as tmp:
+            summary.to_csv(tmp, index=False)
+        atomic_write_text(out / "audit.md", summary_markdown(summary, split))
+        if rows:
+            with atomic_path(out / "gradcam_grid.png") as tmp:
+                save_grid(tmp, rows, ["image + mask", *[r.run for r in shown]], titles)
     return summary

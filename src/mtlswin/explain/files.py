@@ -1,7 +1,16 @@
-"""Grad-CAM of image files: ``<name>_cam.npy`` and ``<name>_overlay.png`` per input (``mtlswin gradcam``)."""
+"""Grad-CAM of image files: ``<name>_cam.npy`` and ``<name>_overlay.png`` per input (``mtlswin gradcam``).
+
+Inputs (files, folders) are found by :func:`mtlswin.data.inputs.find_images`; ``<name>`` is the input's unique
+output name (its path relative to the input folder). Unreadable inputs are skipped (one line each,
+``skipped.csv``); only when none can be read is it an error. Maps that are all zero (no positive evidence
+for the class) are counted and reported. Files are written atomically; a failed call that created the
+output folder removes it.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +20,8 @@ import torch.nn.functional as F
 
 from mtlswin.explain.figures import save_overlay
 from mtlswin.explain.gradcam import LogitsOnly, compute_cam
-from mtlswin.explain.runs import load_explained_run
 
 __all__ = ["gradcam_files", "load_input"]
-
-
-def _model_size(model: torch.nn.Module, data: dict[str, Any]) -> int:
-    return int(data.get("img_size") or getattr(getattr(model, "config", None), "img_size", 224))
-
-
-def _stem(path: str | Path) -> str:
-    """Output name of an input: file name without extensions, plus ``_<k>`` for a volume slice ``vol.nii.gz#k``."""
-    from mtlswin.data.readers import split_slice
-
-    file, k = split_slice(path)
-    name = Path(file).name.split(".")[0]
-    return name if k is None else f"{name}_{k}"
 
 
 def load_input(path: str | Path, img_size: int, window: Any = (40, 80), mask: bool = False) -> torch.Tensor:
@@ -58,30 +53,58 @@ def gradcam_files(
     aug_smooth: bool = False,
     eigen_smooth: bool = False,
     window: Any = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Explain each file of ``inputs`` with the model of ``run_path``; returns the files written.
 
     ``masks``: one mask file per input (outlined on the overlay). ``window``: HU window
     (center, width) or "file"; default the run's ``data.window``, else (40, 80).
-    The map is at the model's input size (the image is resized to it).
+    The map is at the model's input size (the image is resized to it). ``log``: where the lines about skipped
+    inputs and all-zero maps go (default stderr).
     """
+    from mtlswin.data.inputs import SkipLog, find_images
+    from mtlswin.io import atomic_path, created_dir
+    from mtlswin.runs import Run
+
     if masks and len(masks) != len(inputs):
         raise ValueError(f"got {len(masks)} masks for {len(inputs)} inputs; give one --mask per input or none")
-    run = load_explained_run(run_path)
-    size = _model_size(run.model, run.data)
-    window = window or run.data.get("window", (40, 80))
+    run = Run.open(run_path)
+    size, window = run.img_size, window or run.window
+    skipped = SkipLog(report=log) if log is not None else SkipLog()
+    report = log or (lambda line: print(line, file=sys.stderr))
+    mask_of = {str(Path(p)): m for p, m in zip(inputs, masks)} if masks else {}
+    items = find_images(inputs, skipped)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for k, path in enumerate(inputs):
-        image = load_input(path, size, window)
-        cam = compute_cam(run.model, image, method, target_class, aug_smooth, eigen_smooth)[0]
-        with torch.no_grad():
-            prob = torch.softmax(LogitsOnly(run.model).eval()(image), dim=-1)[0, target_class].item()
-        mask = load_input(masks[k], size, mask=True)[0, 0].numpy() if masks else None
-        stem = _stem(path)
-        np.save(out / f"{stem}_cam.npy", cam)
-        title = f"{run.name}: {method}, p(class {target_class})={prob:.2f}"
-        save_overlay(out / f"{stem}_overlay.png", image[0, 0].numpy(), cam, mask, title)
-        written += [out / f"{stem}_cam.npy", out / f"{stem}_overlay.png"]
+    written, zero = [], []
+    with created_dir(out):
+        for item in items:
+            try:
+                image = load_input(item.path, size, window)
+                mask_file = mask_of.get(str(Path(item.path)))
+                mask = load_input(mask_file, size, mask=True)[0, 0].numpy() if mask_file else None
+            except Exception as err:  # any reader error: pydicom, PIL, numpy, nibabel
+                skipped.skip(item.path, f"{type(err).__name__}: {err}")
+                continue
+            cam = compute_cam(run.model, image, method, target_class, aug_smooth, eigen_smooth)[0]
+            with torch.no_grad():
+                prob = torch.softmax(LogitsOnly(run.model).eval()(image), dim=-1)[0, target_class].item()
+            if not np.any(cam > 0):
+                zero.append(item.name)
+            with atomic_path(out / f"{item.name}_cam.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, cam)
+            title = f"{run.name}: {method}, p(class {target_class})={prob:.2f}"
+            with atomic_path(out / f"{item.name}_overlay.png") as tmp:
+                save_overlay(tmp, image[0, 0].numpy(), cam, mask, title)
+            written += [out / f"{item.name}_cam.npy", out / f"{item.name}_overlay.png"]
+        skipped.write(out)
+        if not written:
+            raise ValueError(
+                f"none of the {len(skipped)} inputs could be read (see the lines above)"
+                if len(skipped) else f"no image files (DICOM, PNG/JPEG, .npy, NIfTI) in {[str(i) for i in inputs]}"
+            )  # fmt: skip
+    if zero:
+        report(
+            f"{len(zero)} of {len(written) // 2} Grad-CAM maps are all zero (no positive evidence for class "
+            f"{target_class}; the overlay shows no heat): {', '.join(zero[:5])}{' ...' if len(zero) > 5 else ''}"
+        )
     return written

@@ -43,7 +43,10 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "mtlswin_model": name, "mtlswin_config": json.dumps(_config_dict(config))}
-    save_file(state, str(path), metadata=metadata)
+    from mtlswin.io import atomic_path
+
+    with atomic_path(path) as tmp:  # a killed export leaves no truncated model.safetensors
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 

@@ -23,12 +23,14 @@ __all__ = ["TrainTask", "default_jobs", "run_tasks", "train_config"]
 
 @dataclass
 class TrainTask:
-    """One training run: its name, config file, overrides and the names of the runs it needs first."""
+    """One training run: its name, config file, overrides, the names of the runs it needs first, and the
+    digest of its resolved config (:func:`mtlswin.runs.config_digest`: what tells a finished run)."""
 
     name: str
     config: Path
     overrides: list[str]
     needs: list[str] = field(default_factory=list)
+    digest: str | None = None
 
 
 def default_jobs(cpu_only: bool) -> int:

@@ -118,37 +118,82 @@ def _make_splits(
     manifest: Path, splits: Path, target: str, seed: int, log: Callable[[str], None], options: dict | None = None
 ) -> None:
     from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import make_splits, split_table, write_splits
+    from mtlswin.data.splits import make_splits, split_table, split_warnings, write_splits
 
     table = read_manifest(manifest, target, check_files=False).table  # files are checked by the data module
     parts = make_splits(table, target=target, protocol="paper", seed=seed, **(options or {}))
     write_splits(parts, splits)
     log(split_table(table, parts, target))
+    for line in split_warnings(table, parts, target):
+        log(line)
 
 
-def _run_ok(run: Path) -> bool:
-    return (run / "model.safetensors").is_file() and (run / "config.yaml").is_file()
+def _row_digest(cfg_file: Path, overrides: list[str]) -> str:
+    """The digest ``train`` will store for this row's resolved config (:func:`mtlswin.runs.config_digest`)."""
+    from mtlswin.config import load_config
+    from mtlswin.runs import config_digest
+
+    return config_digest(load_config(cfg_file, overrides))
+
+
+def _stored_digest(run: Path) -> str | None:
+    from mtlswin.runs import DIGEST_FILE
+
+    path = run / DIGEST_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _run_ok(run: Path, digest: str) -> bool:
+    """Done: a readable model.safetensors header, config.yaml, and the stored config digest equal to ``digest``."""
+    from mtlswin.runs import run_tasks
+
+    if not (run / "config.yaml").is_file() or _stored_digest(run) != digest:
+        return False
+    try:
+        run_tasks(run)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _set_aside(run: Path, digest: str, log: Callable[[str], None]) -> None:
+    """A run folder trained with other settings is renamed (never deleted) before this row is trained afresh."""
+    old = _stored_digest(run)
+    if not run.exists() or old in (None, digest):
+        return
+    aside = run.with_name(f"{run.name}.replaced-{old[:12]}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(run, aside)
+    log(f"{run.name}: its config changed (another --set?); the old run was moved to {aside}")
 
 
 def _evaluated(run: Path) -> bool:
     path = run / "metrics.json"
-    return path.is_file() and all(s in json.loads(path.read_text()) for s in EVAL_SPLITS)
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return False
+    return isinstance(metrics, dict) and all(isinstance(metrics.get(s), dict) for s in EVAL_SPLITS)
 
 
 def _has_logits(run: Path) -> bool:
-    from mtlswin.models import load_model
+    from mtlswin.runs import run_tasks
 
-    return "cls" in getattr(load_model(run / "model.safetensors"), "tasks", ())
+    return "cls" in run_tasks(run)
+
+
+def _audited_runs(runs: list[Path]) -> list[dict[str, str | None]]:
+    """What runs.json records: each audited run folder and its config digest (a retrained run is re-audited)."""
+    return [{"run": str(r), "config_sha256": _stored_digest(r)} for r in runs]
 
 
 def _audit_ok(audit: Path, runs: list[Path]) -> bool:
     listed = audit / "runs.json"
-    return (
-        (audit / "audit.csv").is_file()
-        and (audit / "gradcam_grid.png").is_file()
-        and listed.is_file()
-        and json.loads(listed.read_text()) == [str(r) for r in runs]
-    )
+    try:
+        same = listed.is_file() and json.loads(listed.read_text()) == _audited_runs(runs)
+    except ValueError:
+        return False
+    return same and (audit / "audit.csv").is_file() and (audit / "gradcam_grid.png").is_file()
 
 
 def _split_has_masks(manifest: Path, splits: Path, split: str) -> bool:
@@ -162,9 +207,11 @@ def _split_has_masks(manifest: Path, splits: Path, split: str) -> bool:
 
 def _audit(audit: Path, runs: list[Path], grid_runs: int | None = None) -> None:
     from mtlswin.explain.collect import audit_runs
+    from mtlswin.io import atomic_write_text
 
+    (audit / "runs.json").unlink(missing_ok=True)  # the audit files are replaced one by one: not done until the end
     audit_runs(runs, AUDIT_SPLIT, audit, stage=AUDIT_STAGE, grid_runs=grid_runs)
-    (audit / "runs.json").write_text(json.dumps([str(r) for r in runs]))
+    atomic_write_text(audit / "runs.json", json.dumps(_audited_runs(runs)))
 
 
 def _claims_ok(out: Path, runs: list[Path]) -> bool:
@@ -175,11 +222,13 @@ def _claims_ok(out: Path, runs: list[Path]) -> bool:
 
 
 def _claims(out: Path, runs: list[Path], audit: Path) -> None:
+    from mtlswin.io import atomic_path, atomic_write_text
     from mtlswin.pipeline.claims import claims_markdown, evaluate_claims, load_evidence
 
     table = evaluate_claims(load_evidence(runs, audit / "audit_slices.csv"), n_resamples=CLAIM_RESAMPLES)
-    table.to_csv(out / "claims.csv", index=False)
-    (out / "claims.md").write_text(claims_markdown(table, CLAIM_RESAMPLES))
+    atomic_write_text(out / "claims.md", claims_markdown(table, CLAIM_RESAMPLES))
+    with atomic_path(out / "claims.csv") as tmp:  # last: its presence marks the stage done
+        table.to_csv(tmp, index=False)
 
 
 def _protocol_text(preset: Preset, manifest: Path, splits: Path, target: str) -> str:
@@ -204,6 +253,7 @@ def _protocol_text(preset: Preset, manifest: Path, splits: Path, target: str) ->
 def _write_report(
     out: Path, preset: Preset, runs: list[Path], audit: Path, timings: dict[str, float], protocol: str = ""
 ) -> Path:
+    from mtlswin.io import atomic_write_text
     from mtlswin.training.report import write_report
 
     report = write_report(runs, out, audit=audit if (audit / "audit.md").is_file() else None)
@@ -230,7 +280,7 @@ def _write_report(
     )
     text += "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n"
     text += "".join(f"| {k} | {v:.1f} |\n" for k, v in timings.items()) + f"| total | {total:.1f} |\n"
-    report.write_text(text)
+    atomic_write_text(report, text)
     return report
 
 
@@ -261,13 +311,13 @@ def _train_runs(
     tasks: list[TrainTask], runs_dir: Path, jobs: int, progress: Progress, tag: str, log: Callable[[str], None]
 ) -> None:
     """Train every task whose run is not done: one after the other, or ``jobs`` at a time on the CPU."""
-    todo = [t for t in tasks if not _run_ok(runs_dir / t.name)]
+    todo = [t for t in tasks if not _run_ok(runs_dir / t.name, t.digest)]
     for task in tasks:
         if task not in todo:
             progress.stage(f"train {task.name}{tag}", lambda: True, lambda: None)
     if jobs <= 1 or len(todo) <= 1:
         for task in todo:
-            progress.stage(f"train {task.name}{tag}", lambda t=task: _run_ok(runs_dir / t.name),
+            progress.stage(f"train {task.name}{tag}", lambda t=task: _run_ok(runs_dir / t.name, t.digest),
                            lambda t=task: train_config(t.config, t.overrides))  # fmt: skip
         return
     # several runs share the terminal: no per-run progress bars or model summaries, one line per event
@@ -275,7 +325,7 @@ def _train_runs(
     start = time.perf_counter()
     run_tasks(todo, jobs, log=lambda m: log(f"{m}{tag}"), quiet_overrides=quiet)  # logs each run's own time
     for task in todo:
-        if not _run_ok(runs_dir / task.name):
+        if not _run_ok(runs_dir / task.name, task.digest):
             raise RuntimeError(f"training {task.name} finished but wrote no model.safetensors")
     progress.timings[f"train {len(todo)} runs, {jobs} at a time{tag}"] = time.perf_counter() - start
 
@@ -323,7 +373,9 @@ def _experiment(
                 needs.append(f"{SEGMENTATION_RUN_FOR[row]}-seed{seed}")
                 cfg.append(f"model.frozen_encoder={runs_dir / needs[0]}")
             cfg += row_overrides(preset, row) + list(overrides)
-            tasks.append(TrainTask(run.name, config_path(preset, row), cfg, needs))
+            digest = _row_digest(config_path(preset, row), cfg)
+            _set_aside(run, digest, log)
+            tasks.append(TrainTask(run.name, config_path(preset, row), cfg, needs, digest))
             if row not in AUXILIARY_ROWS:
                 runs.append(run)
     _train_runs(tasks, runs_dir, jobs, progress, tag, log)

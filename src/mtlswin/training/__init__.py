@@ -2,5 +2,5 @@
 
 Entry points: :func:`mtlswin.training.train.train`, :func:`mtlswin.training.evaluate.evaluate_run`,
 :func:`mtlswin.training.report.write_report`, :func:`mtlswin.training.predict.predict_files`,
-:func:`mtlswin.training.run.load_run`.
+:class:`mtlswin.runs.Run` (opening a trained run).
 """

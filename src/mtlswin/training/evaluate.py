@@ -30,7 +30,7 @@ from mtlswin.training.metrics import (
     group_accuracy,
 )
 
-__all__ = ["DEFAULT_SPLITS", "evaluate_run", "predict_loader", "split_metrics"]
+__all__ = ["DEFAULT_SPLITS", "auc_undefined_reason", "evaluate_run", "predict_loader", "split_metrics"]
 
 DEFAULT_SPLITS = ("test_a", "test_b")
 
@@ -67,6 +67,9 @@ def split_metrics(
     if "prob" not in table:
         return out
     y, prob = table["label"].to_numpy(), table["prob"].to_numpy()
+    reason = auc_undefined_reason(y)
+    if reason:
+        out["auc_undefined"] = reason
     table["pred"] = (prob >= threshold).astype(np.int64)
     out.update(classification_metrics(y, prob, threshold=threshold))
     f1_macro = lambda t, p: binary_f1(t, p >= threshold)[1]  # noqa: E731
@@ -78,6 +81,18 @@ def split_metrics(
         out["group_acc"] = group_accuracy(y, table["pred"].to_numpy(), table["cue"].to_numpy())
     out["threshold"] = threshold
     return out
+
+
+def auc_undefined_reason(labels: np.ndarray) -> str | None:
+    """Why the AUC of ``labels`` is undefined (a split with one class only, or no slice), else ``None``."""
+    n, n_pos = len(labels), int(np.sum(labels))
+    if n == 0:
+        return "AUC undefined: the split has no slice"
+    if n_pos == 0:
+        return f"AUC undefined: the split has no positive slice (0 of {n}); make larger splits"
+    if n_pos == n:
+        return f"AUC undefined: the split has no negative slice ({n} of {n} positive); make larger splits"
+    return None
 
 
 def _json_safe(value: Any) -> Any:
@@ -95,16 +110,15 @@ def evaluate_run(
     device: str | None = None,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Evaluate the run folder ``run`` on ``splits`` (default: test_a and test_b); writes metrics.json + predictions/."""
-    from mtlswin.training.run import find_run_dir, load_run
-    from mtlswin.training.train import build_datamodule
+    from mtlswin.io import atomic_path, atomic_write_text
+    from mtlswin.runs import Run
 
-    config, model = load_run(run)
-    run_dir = find_run_dir(run)
+    opened = Run.open(run)
+    config, model, run_dir = opened.config, opened.model, opened.root
     if config is None or run_dir is None:
         raise ValueError(f"{str(run)!r} is not a run folder (no config.yaml): evaluate needs the run's data config")
-    dm = build_datamodule(config)
-    dm.setup()
-    available = _available_splits(config)
+    dm = opened.datamodule()
+    available = _available_splits(dm)
     if splits is None:
         splits = [s for s in DEFAULT_SPLITS if s in available]
     for split in splits:
@@ -125,13 +139,23 @@ def evaluate_run(
             table["prob_twin"] = table["index"].map(dict(zip(twin_table["index"], twin_table["prob"])))
             results[split].update(cue_metrics(table, config.train.threshold, n_boot, seed))
         columns = [c for c in ("index", "patient_id", "label", "prob", "pred", "cue", "prob_twin") if c in table]
-        table[columns].to_csv(run_dir / "predictions" / f"{split}.csv", index=False)
+        with atomic_path(run_dir / "predictions" / f"{split}.csv") as tmp:
+            table[columns].to_csv(tmp, index=False)
     path = run_dir / "metrics.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
+    merged = _read_metrics(path)
     merged.update(_json_safe(results))
-    path.write_text(json.dumps(merged, indent=2))
+    atomic_write_text(path, json.dumps(merged, indent=2))
     return results
 
 
-def _available_splits(config: Any) -> set[str]:
-    return set(pd.read_csv(config.data.splits)["split"].astype(str).unique())
+def _read_metrics(path: Path) -> dict[str, Any]:
+    """The metrics.json of earlier evaluations ({} if none, or if it does not parse: it is rewritten whole)."""
+    try:
+        merged = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return merged if isinstance(merged, dict) else {}
+
+
+def _available_splits(dm: Any) -> set[str]:
+    return set(dm.splits["split"].astype(str).unique())

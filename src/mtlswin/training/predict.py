@@ -1,9 +1,13 @@
-"""``mtlswin predict RUN_OR_CKPT INPUT... --out DIR``: classify slices from DICOM files or folders.
+"""``mtlswin predict RUN_OR_CKPT INPUT... --out DIR``: classify slices from image files or folders.
 
-Each slice is read with :func:`mtlswin.data.readers.load_slice` (the run's HU window, or (40, 80) without a
-run config), resized to the model's input like the training data, and classified. Writes
-``DIR/predictions.csv`` (``file, probability, predicted_label``) and, for models with a segmentation head,
-``DIR/overlays/<file stem>.png``: the slice with the predicted hematoma mask in red.
+Inputs are found by :func:`mtlswin.data.inputs.find_images` (every DICOM, PNG/JPEG, ``.npy`` and NIfTI file
+under a folder). Each slice is read with :func:`mtlswin.data.readers.load_slice` (the run's HU window, or
+(40, 80) without a run config), resized to the model's input like the training data, and classified. A file
+that cannot be read is skipped with one line on stderr and a row of ``DIR/skipped.csv``; only when no input
+can be read is it an error. Writes ``DIR/predictions.csv`` (``file, name, probability, predicted_label``) and,
+for models with a segmentation head, ``DIR/overlays/<name>.png``: the slice with the predicted hematoma mask
+in red (``name``: the input's unique output name). Every file is written atomically; a failed call that
+created ``DIR`` removes it.
 """
 
 from __future__ import annotations
@@ -18,41 +22,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["find_inputs", "predict_files"]
+__all__ = ["predict_files"]
 
-_SKIP_SUFFIXES = {".csv", ".txt", ".json", ".md", ".yaml", ".yml", ".png", ".jpg", ".jpeg"}
-
-
-def find_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files as given, and every DICOM-looking file (``.dcm``/``.ima``/no suffix/digits) under folders, sorted."""
-    from mtlswin.data.readers import file_kind
-
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            for f in sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() not in _SKIP_SUFFIXES):
-                try:
-                    if file_kind(f) == "dicom":
-                        files.append(f)
-                except ValueError:
-                    continue
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise ValueError(f"input {str(item)!r} does not exist: give DICOM files or folders holding them")
-    if not files:
-        raise ValueError(f"no DICOM files found in {[str(i) for i in inputs]}")
-    return files
+COLUMNS = ["file", "name", "probability", "predicted_label"]
 
 
 def _overlay(image: np.ndarray, mask: np.ndarray, prob: float | None, path: Path) -> None:
+    from mtlswin.io import atomic_path
+
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     ax.imshow(np.ma.masked_where(mask == 0, mask), cmap="autumn", alpha=0.45, vmin=0, vmax=1)
     ax.set_title(f"p(positive) = {prob:.3f}" if prob is not None else "segmentation", fontsize=9)
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -61,36 +46,50 @@ def predict_files(
     run: str | Path, inputs: list[str | Path], out: Path, threshold: float | None = None, batch_size: int = 16
 ) -> pd.DataFrame:
     """Predict every slice of ``inputs`` with the run (folder / .ckpt / .safetensors) ``run``; see module doc."""
+    from mtlswin.data.inputs import SkipLog, find_images
     from mtlswin.data.readers import load_slice
     from mtlswin.data.transforms import resize_pair
-    from mtlswin.training.run import load_run
+    from mtlswin.io import atomic_path, created_dir
+    from mtlswin.runs import Run
 
-    config, model = load_run(run)
-    window = config.data.window if config is not None else (40, 80)
-    threshold = threshold if threshold is not None else (config.train.threshold if config is not None else 0.5)
+    opened = Run.open(run)
+    model, window = opened.model, opened.window
+    threshold = threshold if threshold is not None else opened.threshold
     size = int(getattr(model.config, "img_size", 224))
-    files = find_inputs(inputs)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        images = [resize_pair(torch.from_numpy(load_slice(f, window))[None], torch.zeros(1, 1, dtype=torch.long), size)[0]
-                  for f in chunk]  # fmt: skip
-        outputs = model(torch.stack(images))
-        probs = outputs["logits"].float().softmax(1)[:, 1].numpy() if "logits" in outputs else [None] * len(chunk)
-        masks = outputs["seg"].argmax(1).numpy() if "seg" in outputs else None
-        for i, f in enumerate(chunk):
-            prob = None if probs[i] is None else float(probs[i])
-            rows.append(
-                {
-                    "file": str(f),
-                    "probability": prob,
-                    "predicted_label": None if prob is None else int(prob >= threshold),
-                }
-            )
-            if masks is not None:
-                (out / "overlays").mkdir(exist_ok=True)
-                _overlay(images[i][0].numpy(), masks[i], prob, out / "overlays" / f"{start + i:05d}_{f.stem}.png")
-    table = pd.DataFrame(rows, columns=["file", "probability", "predicted_label"])
-    table.to_csv(out / "predictions.csv", index=False)
+    skipped = SkipLog()
+    files = find_images(inputs, skipped)
+    out = Path(out)
+    with created_dir(out):
+        rows = []
+        for start in range(0, len(files), batch_size):
+            chunk, images = [], []
+            for item in files[start : start + batch_size]:
+                try:
+                    image = torch.from_numpy(load_slice(item.path, window))[None]
+                except Exception as err:  # any reader error: pydicom, PIL, numpy, nibabel
+                    skipped.skip(item.path, f"{type(err).__name__}: {err}")
+                    continue
+                chunk.append(item)
+                images.append(resize_pair(image, torch.zeros(1, 1, dtype=torch.long), size)[0])
+            if not chunk:
+                continue
+            outputs = model(torch.stack(images))
+            probs = outputs["logits"].float().softmax(1)[:, 1].numpy() if "logits" in outputs else [None] * len(chunk)
+            masks = outputs["seg"].argmax(1).numpy() if "seg" in outputs else None
+            for i, item in enumerate(chunk):
+                prob = None if probs[i] is None else float(probs[i])
+                label = None if prob is None else int(prob >= threshold)
+                rows.append({"file": str(item.path), "name": item.name, "probability": prob, "predicted_label": label})
+                if masks is not None:
+                    _overlay(images[i][0].numpy(), masks[i], prob, out / "overlays" / f"{item.name}.png")
+        skipped.write(out)
+        if not rows:
+            raise ValueError(
+                f"none of the {len(skipped)} inputs could be read (see the lines above); "
+                "give DICOM, PNG/JPEG, .npy or NIfTI files or folders holding them"
+                if len(skipped) else f"no image files (DICOM, PNG/JPEG, .npy, NIfTI) in {[str(i) for i in inputs]}"
+            )  # fmt: skip
+        table = pd.DataFrame(rows, columns=COLUMNS)
+        with atomic_path(out / "predictions.csv") as tmp:
+            table.to_csv(tmp, index=False)
     return table

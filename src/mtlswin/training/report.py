@@ -22,9 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import yaml
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve
 
+from mtlswin.io import atomic_path, atomic_write_text, created_dir
+from mtlswin.runs import trained_name
 from mtlswin.training.rows import TABLE1_LABELS
 
 __all__ = ["RunResult", "load_results", "table1", "write_report"]
@@ -53,9 +54,14 @@ def load_results(run: Path) -> RunResult:
     run = Path(run)
     if not (run / "metrics.json").is_file():
         raise ValueError(f"{str(run)!r} has no metrics.json: run `mtlswin evaluate {run}` first")
-    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
-    name = (config.get("output") or {}).get("name") or run.name
-    result = RunResult(run, name, _SEED_SUFFIX.sub("", name), json.loads((run / "metrics.json").read_text()))
+    name = trained_name(run)
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+    except ValueError as err:
+        raise ValueError(
+            f"{str(run / 'metrics.json')!r} does not parse ({err}); run `mtlswin evaluate {run}` again"
+        ) from err
+    result = RunResult(run, name, _SEED_SUFFIX.sub("", name), metrics)
     for split in SPLITS:
         path = run / "predictions" / f"{split}.csv"
         if path.is_file():
@@ -152,7 +158,8 @@ def plot_roc(results: list[RunResult], path: Path) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -182,7 +189,8 @@ def plot_training_curves(results: list[RunResult], path: Path) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -207,7 +215,8 @@ def plot_confusions(results: list[RunResult], path: Path) -> Path | None:
             ConfusionMatrixDisplay(cm, display_labels=["neg", "pos"]).plot(ax=ax, colorbar=False, values_format="d")
             ax.set_title(f"{row}\n{split}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
@@ -229,7 +238,8 @@ def _audit_section(audit: Path, out: Path) -> str:
         lines.append((audit / "audit.md").read_text().strip())
     for name in ("audit.csv", "gradcam_grid.png"):
         if (audit / name).is_file():
-            shutil.copy2(audit / name, out / name)
+            with atomic_path(out / name) as tmp:
+                shutil.copy2(audit / name, tmp)
     if (audit / "gradcam_grid.png").is_file():
         lines += ["", "![Grad-CAM grid](gradcam_grid.png)"]
     return "\n".join(lines) + "\n"
@@ -239,17 +249,18 @@ def write_report(runs: list[Path], out: Path, audit: str | Path | None = None) -
     """Write the report of ``runs`` into ``out``; returns ``out/report.md``."""
     if not runs:
         raise ValueError("give at least one evaluated run folder")
-    out.mkdir(parents=True, exist_ok=True)
     results = [load_results(r) for r in runs]
-    mean, sd, n = table1(results)
-    markdown = table1_markdown(mean, sd, n)
-    (out / "table1.md").write_text(markdown)
-    table1_csv(mean, sd, n).to_csv(out / "table1.csv", index=False)
-    figures = [plot_roc(results, out / "roc.png"), plot_training_curves(results, out / "training_curves.png")]
-    figures.append(plot_confusions(results, out / "confusion.png"))
-    text = ["# Results (Table 1 layout)", "", markdown, "## Figures", ""]
-    text += [f"![{p.stem}]({p.name})" for p in figures if p is not None]
-    audit_dir = _find_audit(results, audit)
-    report = "\n".join(text) + "\n" + (_audit_section(audit_dir, out) if audit_dir else "")
-    (out / "report.md").write_text(report)
+    with created_dir(out):
+        mean, sd, n = table1(results)
+        markdown = table1_markdown(mean, sd, n)
+        atomic_write_text(out / "table1.md", markdown)
+        with atomic_path(out / "table1.csv") as tmp:
+            table1_csv(mean, sd, n).to_csv(tmp, index=False)
+        figures = [plot_roc(results, out / "roc.png"), plot_training_curves(results, out / "training_curves.png")]
+        figures.append(plot_confusions(results, out / "confusion.png"))
+        text = ["# Results (Table 1 layout)", "", markdown, "## Figures", ""]
+        text += [f"![{p.stem}]({p.name})" for p in figures if p is not None]
+        audit_dir = _find_audit(results, audit)
+        report = "\n".join(text) + "\n" + (_audit_section(audit_dir, out) if audit_dir else "")
+        atomic_write_text(out / "report.md", report)
     return out / "report.md"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mtlswin.config import Config, save_config
+from mtlswin.io import atomic_path, atomic_write_text, created_dir
+from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
 from mtlswin.training.module import MTLModule, default_monitor
 from mtlswin.training.resume import ResumableTrainLoader, TrainPosition
@@ -193,7 +196,7 @@ def _check_replicas(module: MTLModule, trainer: pl.Trainer, run_dir: Path) -> No
     if trainer.is_global_zero:
         info = {"world_size": trainer.world_size, "max_abs_diff": diff, "global_step": trainer.global_step,
                 "val_samples_per_rank": val_per_rank}  # fmt: skip
-        (run_dir / "ddp_sync.json").write_text(json.dumps(info))
+        atomic_write_text(run_dir / "ddp_sync.json", json.dumps(info))
 
 
 def train(config: Config, resume: bool = False) -> Path:
@@ -205,25 +208,30 @@ def train(config: Config, resume: bool = False) -> Path:
     if not resume and last_ckpt.is_file():
         raise ValueError(f"run folder {str(run_dir)!r} already holds a run; resume it with --resume or set output.name")
     pl.seed_everything(config.train.seed, workers=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = RunData(build_datamodule(config))
-    resolve_input_norm(config, data.dm)
-    module = MTLModule(build_model(config), _train_dict(config), config.to_dict())
-    if config.trainer.get("compile"):
-        module.model.compile()  # in place: state_dict keys unchanged
-    trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
-    if trainer.is_global_zero:
-        save_config(config, run_dir / "config.yaml")
-    old_log = _take_csv_log(run_dir) if resume and trainer.is_global_zero else None
-    trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
-    if old_log is not None:
-        _merge_csv_log(run_dir, *old_log)
-    _write_skipped(data.dm, run_dir, trainer)
-    if trainer.world_size > 1:
-        _check_replicas(module, trainer, run_dir)
-    if trainer.is_global_zero:
-        best = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor)
-        _export_best(module, run_dir, best.best_model_path)
+    # A fresh run that fails before its first checkpoint removes the folder it created (none is left half-made);
+    # once last.ckpt exists the folder stays, to be resumed.
+    with created_dir(run_dir, keep=last_ckpt.is_file):
+        data = RunData(build_datamodule(config))
+        digest = config_digest(config)  # of the config as asked for: what `reproduce` compares before training
+        resolve_input_norm(config, data.dm)
+        stored = stored_config(config)
+        module = MTLModule(build_model(config), _train_dict(config), stored.to_dict())
+        if config.trainer.get("compile"):
+            module.model.compile()  # in place: state_dict keys unchanged
+        trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
+        if trainer.is_global_zero:
+            save_config(stored, run_dir / "config.yaml")
+            atomic_write_text(run_dir / DIGEST_FILE, digest + "\n")
+        old_log = _take_csv_log(run_dir) if resume and trainer.is_global_zero else None
+        trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
+        if old_log is not None:
+            _merge_csv_log(run_dir, *old_log)
+        _write_skipped(data.dm, run_dir, trainer)
+        if trainer.world_size > 1:
+            _check_replicas(module, trainer, run_dir)
+        if trainer.is_global_zero:
+            best = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor)
+            _export_best(module, run_dir, best.best_model_path)
     return run_dir
 
 
@@ -238,20 +246,25 @@ def _write_skipped(dm: Any, run_dir: Path, trainer: pl.Trainer) -> None:
         dm.write_skipped(run_dir)
 
 
-def _take_csv_log(run_dir: Path) -> tuple[pd.DataFrame, int] | None:
-    """Before a resume: read and remove ``logs/metrics.csv`` (Lightning's CSVLogger would delete it)."""
+def _take_csv_log(run_dir: Path) -> tuple[pd.DataFrame, int, Path] | None:
+    """Before a resume: keep ``logs/metrics.csv`` as ``logs/metrics.csv.before-resume`` (Lightning's CSVLogger
+    would delete it); a crash before the merge leaves the history there, and the next resume reads it back."""
     path = run_dir / "logs" / "metrics.csv"
-    if not path.is_file():
+    kept = path.with_name(path.name + ".before-resume")
+    if path.is_file() and not kept.is_file():
+        os.replace(path, kept)
+    if not kept.is_file():
         return None
-    old = pd.read_csv(path)
+    old = pd.read_csv(kept)
     step = int(torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"])
-    path.unlink()
-    return old, step
+    return old, step, kept
 
 
-def _merge_csv_log(run_dir: Path, old: pd.DataFrame, resume_step: int) -> None:
-    """After a resume: the old rows logged before the resumed step, then the new rows."""
+def _merge_csv_log(run_dir: Path, old: pd.DataFrame, resume_step: int, kept: Path) -> None:
+    """After a resume: the old rows logged before the resumed step, then the new rows; the kept copy goes last."""
     path = run_dir / "logs" / "metrics.csv"
     new = pd.read_csv(path) if path.is_file() else pd.DataFrame()
     merged = pd.concat([old[old["step"] < resume_step], new], ignore_index=True)
-    merged.to_csv(path, index=False)
+    with atomic_path(path) as tmp:
+        merged.to_csv(tmp, index=False)
+    kept.unlink()

@@ -76,5 +76,8 @@ def import_authors_npz(src: str | Path, out: str | Path) -> ImportResult:
             })  # fmt: skip
     manifest = write_manifest(records, out, ["hypodensity"], ["source"])
     splits = out / "splits.csv"
-    pd.DataFrame(split_rows).to_csv(splits, index=False)
+    from mtlswin.io import atomic_path
+
+    with atomic_path(splits) as tmp:
+        pd.DataFrame(split_rows).to_csv(tmp, index=False)
     return ImportResult(manifest, len(records), splits)

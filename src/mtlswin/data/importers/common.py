@@ -44,7 +44,10 @@ def write_manifest(records: list[dict], out_dir: str | Path, markers: list[str],
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = ["image", "mask", "patient_id", "hospital", *markers, *extra]
     path = out_dir / "manifest.csv"
-    pd.DataFrame(records).reindex(columns=columns).fillna({"mask": ""}).to_csv(path, index=False)
+    from mtlswin.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        pd.DataFrame(records).reindex(columns=columns).fillna({"mask": ""}).to_csv(tmp, index=False)
     return path
 
 

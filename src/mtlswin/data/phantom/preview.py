@@ -74,6 +74,9 @@ def write_gallery(root: str | Path, path: str | Path | None = None, per_row: int
             on = [m for m in MARKERS if int(r[m])]
             ax.set_title(f"{kind}\n{r['patient_id']} cue={r['cue']}\n{'+'.join(on) or 'no marker'}", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    from mtlswin.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, metadata={"Software": None})
     plt.close(fig)
     return path

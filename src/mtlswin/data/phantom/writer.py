@@ -29,6 +29,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from mtlswin.data.phantom.cue import phi
 from mtlswin.data.phantom.generate import MARKERS, SliceRecord, SynthConfig, iter_hospital, iter_slices
 from mtlswin.data.phantom.hospitals import N_HOSPITALS, PROFILES
+from mtlswin.io import atomic_path, atomic_write_text
 
 MANIFEST_COLUMNS = ("image", "mask", "patient_id", "hospital", *MARKERS, "cue")
 RESCALE_INTERCEPT = -1024
@@ -150,12 +151,12 @@ def write_dataset(config: SynthConfig, out: str | Path, progress: bool = False, 
 
             records = tqdm(records, total=sum(config.counts()), unit="slice", desc="synth")
         rows = [write_slice(rec, config, out) for rec in records]
-    with open(out / "manifest.csv", "w", newline="") as f:
+    summary = summarize(rows, config)
+    info = {"config": asdict(config), "image_size": config.image_size, "mask_value": MASK_VALUE, "summary": summary}
+    with atomic_path(out / "manifest.csv") as tmp, open(tmp, "w", newline="") as f:  # never half a manifest
         columns = (*MANIFEST_COLUMNS, "twin") if config.twin_hospitals else MANIFEST_COLUMNS
         writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarize(rows, config)
-    info = {"config": asdict(config), "image_size": config.image_size, "mask_value": MASK_VALUE, "summary": summary}
-    (out / "phantom.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "phantom.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     return summary
