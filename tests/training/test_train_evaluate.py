@@ -84,7 +84,7 @@ def test_evaluate_writes_metrics_and_predictions(trained_run):
     assert low <= a["auc"] <= high
     assert "worst_group" in a["group_acc"]
     pred = pd.read_csv(trained_run / "predictions" / "test_a.csv")
-    assert list(pred.columns[:4]) == ["index", "label", "prob", "pred"] and len(pred) == a["n"]
+    assert list(pred.columns[:5]) == ["index", "patient_id", "label", "prob", "pred"] and len(pred) == a["n"]
     assert ((pred["prob"] >= 0.5).astype(int) == pred["pred"]).all()
 
 
