@@ -3,7 +3,8 @@
 Each slice is read with :func:`mtlswin.data.readers.load_slice` (the run's HU window, or (40, 80) without a
 run config), resized to the model's input like the training data, and classified. Writes
 ``DIR/predictions.csv`` (``file, probability, predicted_label``) and, for models with a segmentation head,
-``DIR/overlays/<file stem>.png``: the slice with the predicted hematoma mask in red.
+``DIR/overlays/<file stem>.png``: the slice with the predicted hematoma mask in red. With ``masks=False``
+(``--no-masks``) a classifying model runs its classification path only (no decoder) and writes no overlay.
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def _overlay(image: np.ndarray, mask: np.ndarray, prob: float | None, path: Path
 
 @torch.inference_mode()
 def predict_files(
-    run: str | Path, inputs: list[str | Path], out: Path, threshold: float | None = None, batch_size: int = 16
-) -> pd.DataFrame:
+    run: str | Path, inputs: list[str | Path], out: Path, threshold: float | None = None, batch_size: int = 16,
+    masks: bool = True,
+) -> pd.DataFrame:  # fmt: skip
     """Predict every slice of ``inputs`` with the run (folder / .ckpt / .safetensors) ``run``; see module doc."""
     from mtlswin.data.readers import load_slice
     from mtlswin.data.transforms import resize_pair
@@ -69,6 +71,8 @@ def predict_files(
     window = config.data.window if config is not None else (40, 80)
     threshold = threshold if threshold is not None else (config.train.threshold if config is not None else 0.5)
     size = int(getattr(model.config, "img_size", 224))
+    model_tasks = tuple(getattr(model, "tasks", ()))
+    tasks = ("cls",) if not masks and "cls" in model_tasks else tuple(t for t in model_tasks if t != "rec")
     files = find_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -76,9 +80,9 @@ def predict_files(
         chunk = files[start : start + batch_size]
         images = [resize_pair(torch.from_numpy(load_slice(f, window))[None], torch.zeros(1, 1, dtype=torch.long), size)[0]
                   for f in chunk]  # fmt: skip
-        outputs = model(torch.stack(images))
+        outputs = model(torch.stack(images), tasks=tasks)
         probs = outputs["logits"].float().softmax(1)[:, 1].numpy() if "logits" in outputs else [None] * len(chunk)
-        masks = outputs["seg"].argmax(1).numpy() if "seg" in outputs else None
+        seg_masks = outputs["seg"].argmax(1).numpy() if "seg" in outputs else None
         for i, f in enumerate(chunk):
             prob = None if probs[i] is None else float(probs[i])
             rows.append(
@@ -88,9 +92,9 @@ def predict_files(
                     "predicted_label": None if prob is None else int(prob >= threshold),
                 }
             )
-            if masks is not None:
+            if seg_masks is not None:
                 (out / "overlays").mkdir(exist_ok=True)
-                _overlay(images[i][0].numpy(), masks[i], prob, out / "overlays" / f"{start + i:05d}_{f.stem}.png")
+                _overlay(images[i][0].numpy(), seg_masks[i], prob, out / "overlays" / f"{start + i:05d}_{f.stem}.png")
     table = pd.DataFrame(rows, columns=["file", "probability", "predicted_label"])
     table.to_csv(out / "predictions.csv", index=False)
     return table
