@@ -4,12 +4,15 @@
 - fused attention (``F.scaled_dot_product_attention`` in timm's Swin blocks): same outputs and gradients (1e-5);
 - bf16 autocast: relative L2 error of every output <= 3% at the tiny size (bf16 keeps 8 bits of mantissa,
   unit round-off 2**-8 = 0.4%, compounded over the layers); the fused head stays float32;
-- ``torch.compile``: one graph for the whole MTL forward (no graph break), values and gradients equal eager.
-  The test uses the ``aot_eager`` backend (TorchDynamo capture + AOTAutograd, no code generation): inductor
-  compiles the tiny model in minutes on two shared cores; ``benchmarks/gpu_check.sh`` runs inductor on the GPU.
+- ``torch.compile``: one graph for the whole MTL training forward (no graph break), values and gradients equal
+  eager. By default with the ``eager`` backend (TorchDynamo capture only): inductor (and even ``aot_eager``)
+  take minutes on the tiny model on two shared cores; ``MTLSWIN_INDUCTOR_TEST=1`` runs inductor (1e-4), and
+  ``benchmarks/gpu_check.sh`` compares inductor with eager on the GPU.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -134,15 +137,16 @@ def test_bf16_autocast_agrees_with_float32_within_tolerance():
         assert 0 < rel < BF16_REL_TOL, (key, rel.item())
 
 
-def test_compiled_forward_and_backward_equal_eager():
+def _compiled_matches_eager(backend: str, tol: float) -> None:
     import torch._dynamo
 
-    model, x = _mtl(), _x()
+    torch.manual_seed(0)  # two stages (4 encoder + 2 decoder blocks, shifted ones included): half the tracing
+    options = {**tiny_overrides("mtl_swin_unet"), "depths": (2, 2), "num_heads": (1, 2)}
+    model, x = create_model("mtl_swin_unet", **options), _x()
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    compiled = torch.compile(model, backend="aot_eager")
-    grads = []
-    outs = []
+    compiled = torch.compile(model, backend=backend)
+    grads, outs = [], []
     for fn in (model, compiled):
         model.zero_grad()
         torch.manual_seed(0)
@@ -152,6 +156,17 @@ def test_compiled_forward_and_backward_equal_eager():
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # the whole forward, no graph break
     for key in outs[0]:
-        assert (outs[0][key] - outs[1][key]).abs().max() < 1e-5, key
+        assert (outs[0][key] - outs[1][key]).abs().max() < tol, key
     for name in grads[0]:
-        assert (grads[0][name] - grads[1][name]).abs().max() < 1e-5 * grads[0][name].abs().max().clamp_min(1.0)
+        assert (grads[0][name] - grads[1][name]).abs().max() < tol * grads[0][name].abs().max().clamp_min(1.0), name
+
+
+def test_compiled_training_forward_is_one_graph_and_equals_eager():
+    """TorchDynamo captures the whole training forward (drop path, the fused head's autograd.Function) in one
+    graph; backend ``eager`` runs that captured graph as it is, so this checks the capture, not code generation."""
+    _compiled_matches_eager("eager", 1e-6)
+
+
+@pytest.mark.skipif(not os.environ.get("MTLSWIN_INDUCTOR_TEST"), reason="inductor on CPU: minutes; MTLSWIN_INDUCTOR_TEST=1")
+def test_inductor_training_step_equals_eager():
+    _compiled_matches_eager("inductor", 1e-4)

@@ -189,8 +189,9 @@ def train(config: Config, resume: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = RunData(build_datamodule(config))
     module = MTLModule(build_model(config), _train_dict(config), config.to_dict())
-    if config.trainer.get("compile"):
-        module.model.compile()  # in place: state_dict keys unchanged
+    compile_opt = config.trainer.get("compile")
+    if compile_opt:  # true: inductor; a string names the torch.compile backend (e.g. "aot_eager")
+        module.model.compile(**({"backend": compile_opt} if isinstance(compile_opt, str) else {}))  # keys unchanged
     trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
