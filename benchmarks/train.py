@@ -253,26 +253,27 @@ def phantom(args: argparse.Namespace, root: Path) -> tuple[Path, Path]:
     return root / "manifest.csv", root / "splits.csv"
 
 
-class StepTimer:
-    """Lightning callback: seconds from the start of optimiser step ``warmup`` to the end of step ``warmup + steps``."""
+def step_timer(warmup: int, steps: int, device: str):
+    """A Lightning callback whose ``seconds`` run from the start of optimiser step ``warmup`` to the end of
+    step ``warmup + steps`` (``None`` until then)."""
+    import lightning.pytorch as pl
 
-    def __init__(self, warmup: int, steps: int, device: str) -> None:
-        import lightning.pytorch as pl
+    class StepTimer(pl.Callback):
+        def __init__(self) -> None:
+            self.start: float | None = None
+            self.seconds: float | None = None
 
-        class _Timer(pl.Callback):
-            def on_train_batch_start(cb, trainer, module, batch, batch_idx):  # noqa: N805
-                if trainer.global_step == warmup and cb.start is None:
-                    sync(device)
-                    cb.start = time.perf_counter()
+        def on_train_batch_start(self, trainer, *_) -> None:
+            if trainer.global_step == warmup and self.start is None:
+                sync(device)
+                self.start = time.perf_counter()
 
-            def on_train_batch_end(cb, trainer, module, outputs, batch, batch_idx):  # noqa: N805
-                if trainer.global_step == warmup + steps and cb.seconds is None:
-                    sync(device)
-                    cb.seconds = time.perf_counter() - cb.start
+        def on_train_batch_end(self, trainer, *_) -> None:
+            if trainer.global_step == warmup + steps and self.seconds is None:
+                sync(device)
+                self.seconds = time.perf_counter() - self.start
 
-        self.callback = _Timer()
-        self.callback.start = None
-        self.callback.seconds = None
+    return StepTimer()
 
 
 def end_to_end(key: str, args: argparse.Namespace, manifest: Path, splits: Path, work: Path) -> float:
@@ -297,12 +298,12 @@ def end_to_end(key: str, args: argparse.Namespace, manifest: Path, splits: Path,
     module = MTLModule(build_model(config), _train_dict(config), config.to_dict())
     if config.trainer.get("compile"):
         module.model.compile()
-    timer = StepTimer(args.warmup, args.steps, args.device)
-    trainer = build_trainer(config, config.run_dir, [data.position, timer.callback])
+    timer = step_timer(args.warmup, args.steps, args.device)
+    trainer = build_trainer(config, config.run_dir, [data.position, timer])
     trainer.fit(module, datamodule=data)
-    if timer.callback.seconds is None:
-        raise RuntimeError(f"{key}: the run stopped before step {total} (train split too small for --steps?)")
-    return args.steps * args.batch_size / timer.callback.seconds
+    if timer.seconds is None:
+        raise RuntimeError(f"{key}: the run stopped before step {total}")
+    return args.steps * args.batch_size / timer.seconds
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -345,7 +346,9 @@ def main(argv: list[str] | None = None) -> list:
     warnings.filterwarnings("ignore", module="lightning")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    device_name = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    )
     print(f"torch {torch.__version__}, {args.device} ({device_name}), {args.img_size}px, batch {args.batch_size}, "
           f"precision {args.precision}, compile {args.compile}, {args.steps} steps after {args.warmup}")  # fmt: skip
     if "mtl" in args.models and (args.precision != "32" or args.compile):

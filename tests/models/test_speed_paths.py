@@ -167,6 +167,8 @@ def test_compiled_training_forward_is_one_graph_and_equals_eager():
     _compiled_matches_eager("eager", 1e-6)
 
 
-@pytest.mark.skipif(not os.environ.get("MTLSWIN_INDUCTOR_TEST"), reason="inductor on CPU: minutes; MTLSWIN_INDUCTOR_TEST=1")
+@pytest.mark.skipif(
+    not os.environ.get("MTLSWIN_INDUCTOR_TEST"), reason="inductor on CPU: minutes; MTLSWIN_INDUCTOR_TEST=1"
+)
 def test_inductor_training_step_equals_eager():
     _compiled_matches_eager("inductor", 1e-4)
