@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (not CI), about 6-8 minutes on one H200: the speed tables of issue 13 at 224 px, batch 64.
+# GPU check (not CI), about 5-6 minutes on one H200 (11.5 min if every step hit its limit): the speed tables of issue 13 at 224 px, batch 64.
 #   1. benchmarks/models.py: train/inference img/s of swin and MTL (shared / separate decoder), float32.
 #   2. benchmarks/train.py, swin and MTL cls+seg+rec (paper configs): model only and end to end (real
 #      `mtlswin train` steps on a phantom), in float32 (+ the authors' model if a checkout is given), bf16-mixed,
@@ -19,8 +19,8 @@ py=${PYTHON:-python3}
 mkdir -p "$out"
 status=0
 
-step() {  # step SECONDS LABEL COMMAND...: run with a time limit, report failure, keep going
-  local limit=$1 label=$2
+step() {  # step SECONDS LABEL COMMAND...: run with a time limit (x $scale), report failure, keep going
+  local limit=$(( $1 * scale )) label=$2
   shift 2
   echo -e "\n===== $label"
   local start=$SECONDS
@@ -31,16 +31,17 @@ step() {  # step SECONDS LABEL COMMAND...: run with a time limit, report failure
   else echo "===== $label: $((SECONDS - start)) s"; fi
 }
 
-if [ -n "${MTLSWIN_CPU_SMOKE:-}" ]; then
-  device=cpu
+if [ -n "${MTLSWIN_CPU_SMOKE:-}" ]; then  # the limits are the GPU's; a shared CPU gets 20x by default
+  device=cpu scale=${MTLSWIN_TIMEOUT_SCALE:-20}
   models_args=(--device cpu --batch 1 --size 224 --reps 1 --threads 2 --speed-only)
-  bench=(--cpu-smoke --steps 2)
+  bench=(--cpu-smoke --steps 2 --compile-backend eager)
   slices=60 size=64 epochs=1
   train_set=(model.img_size=32 model.patch_size=2 model.window_size=2 model.embed_dim=8 "model.depths=[2,2,2]"
              "model.num_heads=[1,2,2]" data.batch_size=4 data.num_workers=0 trainer.accelerator=cpu
-             trainer.precision=32-true train.checkpoint_every_n_steps=0)
+             trainer.precision=32-true train.checkpoint_every_n_steps=0 trainer.limit_train_batches=2
+             trainer.limit_val_batches=2)
 else
-  device=cuda
+  device=cuda scale=${MTLSWIN_TIMEOUT_SCALE:-1}
   nvidia-smi --query-gpu=name,memory.total --format=csv
   models_args=(--device cuda --batch 64 --size 224 --reps 5 --threads 8 --speed-only)
   bench=(--device cuda --img-size 224 --batch-size 64 --steps 20 --warmup 5 --workers 8)
@@ -50,19 +51,19 @@ fi
 authors_arg=()
 if [ -n "$authors" ]; then authors_arg=(--authors "$authors"); fi
 
-step 600 "phantom ($slices slices) and paper splits" bash -c "
+step 120 "phantom ($slices slices) and paper splits" bash -c "
   $py -m mtlswin synth --out '$out/phantom' --preset demo --slices $slices --size $size --quiet &&
   $py -m mtlswin split '$out/phantom/manifest.csv' --protocol paper --out '$out/phantom/splits.csv'"
-step 90 "models.py: float32 speed table" $py benchmarks/models.py "${models_args[@]}"
-step 120 "train.py: float32 (authors' model: ${authors:-not given})" \
+step 60 "models.py: float32 speed table" $py benchmarks/models.py "${models_args[@]}"
+step 90 "train.py: float32 (authors' model: ${authors:-not given})" \
   $py benchmarks/train.py "${bench[@]}" --precision 32 --data "$out/phantom" "${authors_arg[@]}"
-step 90 "train.py: bf16-mixed" $py benchmarks/train.py "${bench[@]}" --precision bf16-mixed --data "$out/phantom"
+step 60 "train.py: bf16-mixed" $py benchmarks/train.py "${bench[@]}" --precision bf16-mixed --data "$out/phantom"
 step 240 "train.py: bf16-mixed + torch.compile" \
   $py benchmarks/train.py "${bench[@]}" --precision bf16-mixed --compile --data "$out/phantom"
 
 common=(data.manifest="$out/phantom/manifest.csv" data.splits="$out/phantom/splits.csv" data.cache_dir="$out/cache"
         model.pretrained=null output.dir="$out/runs" train.epochs=$epochs "${train_set[@]}")
-step 150 "mtl_cls_seg_rec paper config, $epochs epochs ($device), then evaluate" \
+step 120 "mtl_cls_seg_rec paper config, $epochs epochs ($device), then evaluate" \
   $py -m mtlswin train configs/paper/mtl_cls_seg_rec.yaml --set "${common[@]}" --evaluate
 if [ -f "$out/runs/mtl_cls_seg_rec/metrics.json" ]; then
   $py -c "import json,sys; m=json.load(open(sys.argv[1])); print({s: {k: m[s][k] for k in ('auc','acc','f1_macro','iou') if k in m[s]} for s in m})" "$out/runs/mtl_cls_seg_rec/metrics.json"

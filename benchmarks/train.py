@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="32", choices=["32", "bf16-mixed"], help="float32, or bf16 autocast")
-    p.add_argument("--compile", action="store_true", help="torch.compile the models (inductor)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: capture only, fast)")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=10, help="timed steps (model only: repetitions of each)")
@@ -102,7 +103,9 @@ def load_run_config(key: str, args: argparse.Namespace, overrides: list[str] = (
     config.data.img_size = args.img_size
     config.data.batch_size = args.batch_size
     config.trainer["precision"] = "bf16-mixed" if args.precision == "bf16-mixed" else "32-true"
-    config.trainer["compile"] = bool(args.compile)
+    config.trainer["compile"] = (
+        (args.compile_backend if args.compile_backend != "inductor" else True) if args.compile else False
+    )
     return config
 
 
@@ -131,7 +134,7 @@ def model_only_fns(args: argparse.Namespace) -> dict[str, tuple[callable, int]]:
         loss_fn = MultitaskLoss(tasks, config.train.loss_weights, config.train.uncertainty_weighting).to(dev)
         params = [p for p in [*model.parameters(), *loss_fn.parameters()] if p.requires_grad]
         opt = build_optimizer(params, config.train.lr, config.train.momentum, config.train.weight_decay)
-        run = torch.compile(model) if args.compile else model
+        run = torch.compile(model, backend=args.compile_backend) if args.compile else model
 
         def train_step(run=run, model=model, loss_fn=loss_fn, opt=opt):
             model.train()
@@ -219,7 +222,7 @@ def equivalence(args: argparse.Namespace) -> dict[str, float]:
     model = build_model(config).to(args.device).eval()
     x = torch.rand(args.batch_size, 1, args.img_size, args.img_size, generator=torch.Generator().manual_seed(1))
     x = x.to(args.device)
-    run = torch.compile(model) if args.compile else model
+    run = torch.compile(model, backend=args.compile_backend) if args.compile else model
     with torch.inference_mode():
         ref = model(x)
         with autocast(args):
@@ -296,8 +299,9 @@ def end_to_end(key: str, args: argparse.Namespace, manifest: Path, splits: Path,
     data = RunData(build_datamodule(config))
     torch.manual_seed(0)
     module = MTLModule(build_model(config), _train_dict(config), config.to_dict())
-    if config.trainer.get("compile"):
-        module.model.compile()
+    compile_opt = config.trainer.get("compile")
+    if compile_opt:  # as mtlswin.training.train.train does
+        module.model.compile(**({"backend": compile_opt} if isinstance(compile_opt, str) else {}))
     timer = step_timer(args.warmup, args.steps, args.device)
     trainer = build_trainer(config, config.run_dir, [data.position, timer])
     trainer.fit(module, datamodule=data)
