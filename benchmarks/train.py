@@ -163,8 +163,27 @@ def authors_model(path: Path, img_size: int) -> torch.nn.Module:
     if not (root / "networks").is_dir():
         raise ValueError(f"--authors {str(path)!r}: no Swin-Multitask/networks/ folder; give a checkout of their repo")
     sys.path.insert(0, str(root))
+    _einops_shim()
     module = importlib.import_module("networks.swin_transformer_unet_skip_expand_decoder_sys")
     return module.SwinTransformerSysMTL(img_size=img_size, num_classes=2)
+
+
+def _einops_shim() -> None:
+    """Without einops installed (it is not a dependency of ours), give their code the one ``rearrange`` pattern
+    it uses, ``'b h w (p1 p2 c)-> b (h p1) (w p2) c'`` with ``p1 == p2``: our ``expand_tokens``, same order."""
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("einops") is not None:
+        return
+    from mtlswin.models.decoder import expand_tokens
+
+    def rearrange(x: torch.Tensor, pattern: str, p1: int, p2: int, c: int) -> torch.Tensor:
+        if pattern.replace(" ", "") != "bhw(p1p2c)->b(hp1)(wp2)c" or p1 != p2 or x.shape[-1] != p1 * p2 * c:
+            raise NotImplementedError(f"einops shim: pattern {pattern!r} with p1={p1}, p2={p2}, c={c}")
+        return expand_tokens(x, p1)
+
+    sys.modules["einops"] = types.SimpleNamespace(rearrange=rearrange)
 
 
 def authors_fns(args: argparse.Namespace, x: torch.Tensor, batch: dict) -> dict[str, tuple[callable, int]]:
@@ -176,7 +195,11 @@ def authors_fns(args: argparse.Namespace, x: torch.Tensor, batch: dict) -> dict[
         print(f"authors: {path} does not exist, rows skipped")
         return {}
     torch.manual_seed(0)
-    model = authors_model(path, args.img_size).to(args.device)
+    try:
+        model = authors_model(path, args.img_size).to(args.device)
+    except Exception as err:  # their code's own imports (einops, timm.models.layers, ...): report, go on
+        print(f"authors: their model could not be built from {path} ({type(err).__name__}: {err}); rows skipped")
+        return {}
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     x3 = x.repeat(1, 3, 1, 1)  # their wrapper repeats a 1-channel input to 3 channels
 
