@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check (not CI), about 5-6 minutes on one H200 (11.5 min if every step hit its limit): the speed tables of issue 13 at 224 px, batch 64.
+# GPU check (not CI), about 5-6 minutes on one H200 (11.5 min if every step hit its limit):
+# the speed tables of issue 13 at 224 px, batch 64.
 #   1. benchmarks/models.py: train/inference img/s of swin and MTL (shared / separate decoder), float32.
 #   2. benchmarks/train.py, swin and MTL cls+seg+rec (paper configs): model only and end to end (real
 #      `mtlswin train` steps on a phantom), in float32 (+ the authors' model if a checkout is given), bf16-mixed,
@@ -13,6 +14,7 @@
 # Dry run on a CPU (tiny sizes, every command once, a minute or two):
 #         MTLSWIN_CPU_SMOKE=1 bash benchmarks/gpu_check.sh OUTDIR
 set -uo pipefail
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # run from the repository root: our package without an install
 out=${1:-/tmp/gpu_check}
 authors=${2:-${MTLSWIN_AUTHORS:-}}
 py=${PYTHON:-python3}
