@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=8, help="timed repetitions after one warm-up (fastest and median)")
     parser.add_argument("--device", default="cpu", help="cpu (the issue's setting) or cuda (speed table only)")
+    parser.add_argument("--speed-only", action="store_true", help="the speed table only (no FLOPs, no size table)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch}")
@@ -171,7 +172,7 @@ def main() -> None:
         f"{shared_infer:.2f}x -> {verdict}; ratio of medians: {median_train:.2f}x / {median_infer:.2f}x"
     )
 
-    if args.device != "cpu":
+    if args.device != "cpu" or args.speed_only:
         return
     counted = flops(args.size)
     base_train_f, base_infer_f = counted["swin"]

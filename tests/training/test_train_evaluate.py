@@ -145,6 +145,10 @@ def test_predict_on_dicom_folder(trained_run, tmp_path):
     assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == 11
     assert pd.read_csv(tmp_path / "pred" / "predictions.csv").shape == (11, 4)
     assert not (tmp_path / "pred" / "skipped.csv").exists()
+    # Classification only (--no-masks): no decoder, no overlay, the same probabilities.
+    cls_only = predict_files(trained_run, [tmp_path / "dicoms" / "images"], tmp_path / "pred_cls", masks=False)
+    assert not (tmp_path / "pred_cls" / "overlays").exists()
+    pd.testing.assert_frame_equal(cls_only, table)
 
 
 def test_cli_evaluate_report_predict(trained_run, tmp_path, capsys):

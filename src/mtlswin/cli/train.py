@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", help="image files (DICOM, PNG/JPEG, .npy, NIfTI) or folders (recursive)")
     p.add_argument("--out", required=True, help="output folder (predictions.csv, overlays/)")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the run's, 0.5)")
+    p.add_argument("--no-masks", action="store_true",
+                   help="classification only: skip the decoders and the mask overlays (faster)")  # fmt: skip
     p.set_defaults(func=_predict)
 
 
@@ -91,7 +93,7 @@ def _report(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from mtlswin.training.predict import predict_files
 
-    table = predict_files(args.run, args.inputs, Path(args.out), threshold=args.threshold)
+    table = predict_files(args.run, args.inputs, Path(args.out), threshold=args.threshold, masks=not args.no_masks)
     print(f"{len(table)} slices -> {Path(args.out) / 'predictions.csv'}")
     if (Path(args.out) / "skipped.csv").is_file():
         print(f"unreadable inputs skipped: see {Path(args.out) / 'skipped.csv'}")

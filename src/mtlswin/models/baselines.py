@@ -21,6 +21,7 @@ fit it key for key.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import segmentation_models_pytorch as smp
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 from mtlswin.models.input_norm import InputStandardize, check_input_norm
 from mtlswin.models.pretrained import LoadReport, load_weights_into, resolve_pretrained
 from mtlswin.models.registry import register_model
+from mtlswin.models.tasks import select_tasks
 
 __all__ = [
     "JointLearning",
@@ -219,7 +221,8 @@ class UNet(nn.Module):
         self.input_norm = InputStandardize(cfg.input_mean, cfg.input_std)
         self.load_report = _load_smp_pretrained(self.net, cfg)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, tasks: Iterable[str] | str | None = None) -> dict[str, Tensor]:
+        select_tasks(self.tasks, tasks, "unet")
         check_image(x, "unet", self.multiple)
         return {"seg": self.net(self.input_norm(x))}
 
@@ -249,10 +252,15 @@ class JointLearning(nn.Module):
         self.input_norm = InputStandardize(cfg.input_mean, cfg.input_std)
         self.load_report = _load_smp_pretrained(self.net, cfg)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, tasks: Iterable[str] | str | None = None) -> dict[str, Tensor]:
+        tasks = select_tasks(self.tasks, tasks, "joint_learning")
         check_image(x, "joint_learning", self.multiple)
-        seg, logits = self.net(self.input_norm(x))
-        return {"logits": logits, "seg": seg}
+        x = self.input_norm(x)
+        if "seg" in tasks:
+            seg, logits = self.net(x)
+            return {"logits": logits, "seg": seg} if "cls" in tasks else {"seg": seg}
+        # Classification only: smp's forward without the U-Net decoder (the head pools the deepest feature).
+        return {"logits": self.net.classification_head(self.net.encoder(x)[-1])}
 
     def cam_target_layers(self) -> list[nn.Module]:
         """The encoder's last stage, whose output the classification head pools."""
@@ -283,7 +291,8 @@ class ResNetClassifier(nn.Module):
             load_weights_into(self.backbone, resolved[0], resolved[1], head_prefixes=("fc.",)) if resolved else None
         )
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, tasks: Iterable[str] | str | None = None) -> dict[str, Tensor]:
+        select_tasks(self.tasks, tasks, "resnet152")
         check_image(x, "resnet152")
         return {"logits": self.backbone(self.input_norm(x))}
 

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
 from mtlswin.models.configs import TINY_ENCODER, SwinClassifierConfig, SwinTinyConfig
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
 from mtlswin.models.registry import register_model
+from mtlswin.models.tasks import select_tasks
 from mtlswin.models.weights import apply_pretrained
 
 __all__ = ["SwinClassifier", "build_swin", "build_swin_tiny"]
@@ -30,7 +33,8 @@ class SwinClassifier(nn.Module):
         self.encoder = SwinEncoder(**config.encoder_kwargs(), **config.input_kwargs())
         self.head = nn.Linear(self.encoder.num_features, config.n_classes)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, tasks: Iterable[str] | str | None = None) -> dict[str, torch.Tensor]:
+        select_tasks(self.tasks, tasks, type(self).__name__)  # only "cls": checked for a uniform interface
         tokens = self.encoder(x).bottleneck  # B, h, w, C
         return {"logits": self.head(tokens.mean(dim=(1, 2)))}
 

@@ -29,7 +29,7 @@ from timm.layers import calculate_drop_path_rates
 from timm.models.swin_transformer import SwinTransformerBlock
 from torch import nn
 
-from mtlswin.models.encoder import SwinFeatures
+from mtlswin.models.encoder import SwinFeatures, set_fused_attention
 from mtlswin.models.expand_heads import expand_norm_heads
 from mtlswin.models.sizes import check_swin_sizes
 
@@ -167,6 +167,7 @@ class SwinUnetDecoder(nn.Module):
             )
         self.norm_up = nn.LayerNorm(embed_dim)
         self.up = FinalPatchExpand(embed_dim, patch_size)
+        set_fused_attention(self)
 
     @staticmethod
     def _level_depths(depths: Sequence[int], decoder_depths: Sequence[int] | None) -> list[int]:

@@ -12,6 +12,7 @@ after ``model.train()``, and loading its weights fails on any missing or unexpec
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from mtlswin.models.configs import TINY_ENCODER, JointSwinConfig, JointSwinTinyC
 from mtlswin.models.convert import LoadReport
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
 from mtlswin.models.registry import register_model
+from mtlswin.models.tasks import select_tasks
 from mtlswin.models.weights import apply_pretrained, load_encoder_weights
 
 __all__ = ["JointSwin", "build_joint_swin", "build_joint_swin_tiny"]
@@ -48,7 +50,8 @@ class JointSwin(nn.Module):
         self.frozen_encoder.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, tasks: Iterable[str] | str | None = None) -> dict[str, torch.Tensor]:
+        select_tasks(self.tasks, tasks, type(self).__name__)  # only "cls": checked for a uniform interface
         trainable = self.encoder(x).bottleneck  # B, h, w, C
         frozen = self.frozen_encoder(x).bottleneck  # B, h, w, C (no parameter of it requires grad)
         pooled = torch.cat([trainable, frozen], dim=-1).mean(dim=(1, 2))  # B, 2C

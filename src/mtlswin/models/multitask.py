@@ -20,6 +20,8 @@ builds one decoder per pixel task. Decoders live in ``model.decoders`` keyed by 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -27,6 +29,7 @@ from mtlswin.models.configs import TINY_UNET, MTLSwinUnetConfig, SwinUnetConfig
 from mtlswin.models.decoder import SwinUnetDecoder
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
 from mtlswin.models.registry import register_model
+from mtlswin.models.tasks import select_tasks
 from mtlswin.models.weights import apply_pretrained
 
 __all__ = ["MTLSwinUnet", "SwinUnet", "build_mtl_swin_unet", "build_swin_unet"]
@@ -59,20 +62,29 @@ class SwinUnet(nn.Module):
         if "rec" in self.tasks:
             self.rec_head = nn.Linear(width, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``(B, 1, H, W)`` -> dict with ``logits (B, n_classes)``, ``seg (B, n_seg, H, W)``, ``rec (B, 1, H, W)``."""
+    def forward(self, x: torch.Tensor, tasks: Iterable[str] | str | None = None) -> dict[str, torch.Tensor]:
+        """``(B, 1, H, W)`` -> dict with ``logits (B, n_classes)``, ``seg (B, n_seg, H, W)``, ``rec (B, 1, H, W)``.
+
+        ``tasks`` (default: all of ``self.tasks``) limits the outputs: a decoder runs only if one of its
+        heads is asked for (``tasks=("cls",)`` runs no decoder). The outputs equal those of the full forward.
+        """
+        tasks = select_tasks(self.tasks, tasks, type(self).__name__)
         features = self.encoder(x)
         out: dict[str, torch.Tensor] = {}
-        if "cls" in self.tasks:
+        if "cls" in tasks:
             out["logits"] = self.head(features.bottleneck.mean(dim=(1, 2)))
         for group, decoder in self.decoders.items():
-            tasks = group.split("+")
-            heads = [self.seg_head if task == "seg" else self.rec_head for task in tasks]
-            # The heads' weights stacked: the decoder runs once and feeds every head in one pass.
+            group_tasks = group.split("+")
+            if not any(task in tasks for task in group_tasks):
+                continue  # nobody asked for this decoder's heads: it does not run
+            heads = [self.seg_head if task == "seg" else self.rec_head for task in group_tasks]
+            # The heads' weights stacked: the decoder runs once and feeds every head in one pass. A shared
+            # decoder asked for one head still computes both (the extra head row costs next to nothing
+            # and keeps the values bit-identical to the full forward's).
             weight = heads[0].weight if len(heads) == 1 else torch.cat([h.weight for h in heads])
             maps = decoder(features, head_weight=weight)  # B, sum(n), H, W
             chunks = maps.split([h.out_features for h in heads], dim=1)
-            out.update({task: chunk.contiguous() for task, chunk in zip(tasks, chunks, strict=True)})
+            out.update({t: c.contiguous() for t, c in zip(group_tasks, chunks, strict=True) if t in tasks})
         return out
 
 

@@ -37,12 +37,16 @@ DEFAULT_SPLITS = ("test_a", "test_b")
 
 @torch.inference_mode()
 def predict_loader(model: nn.Module, loader: Any, device: str = "cpu") -> tuple[pd.DataFrame, IoUAccumulator]:
-    """Run ``model`` over ``loader``: a table (index, label[, prob][, cue]) and the IoU accumulator of its seg head."""
+    """Run ``model`` over ``loader``: a table (index, label[, prob][, cue]) and the IoU accumulator of its seg head.
+
+    Only the outputs the metrics use are computed (``model(x, tasks=...)`` without ``rec``).
+    """
     model = model.to(device).eval()
+    tasks = tuple(t for t in getattr(model, "tasks", ("cls",)) if t in ("cls", "seg"))
     iou = IoUAccumulator(cls=1)
     rows: dict[str, list[np.ndarray]] = {"index": [], "patient_id": [], "label": [], "prob": [], "cue": []}
     for batch in loader:
-        outputs = model(batch["image"].to(device))
+        outputs = model(batch["image"].to(device), tasks=tasks)
         rows["index"].append(batch["index"].numpy())
         rows["patient_id"].append(np.asarray(batch["patient_id"], dtype=object))
         rows["label"].append(batch["label"].numpy())

@@ -6,8 +6,9 @@ under a folder). Each slice is read with :func:`mtlswin.data.readers.load_slice`
 that cannot be read is skipped with one line on stderr and a row of ``DIR/skipped.csv``; only when no input
 can be read is it an error. Writes ``DIR/predictions.csv`` (``file, name, probability, predicted_label``) and,
 for models with a segmentation head, ``DIR/overlays/<name>.png``: the slice with the predicted hematoma mask
-in red (``name``: the input's unique output name). Every file is written atomically; a failed call that
-created ``DIR`` removes it.
+in red (``name``: the input's unique output name). With ``masks=False`` (``--no-masks``) a classifying model
+runs its classification path only (no decoder) and writes no overlay. Every file is written atomically; a
+failed call that created ``DIR`` removes it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def _overlay(image: np.ndarray, mask: np.ndarray, prob: float | None, path: Path
 
 @torch.inference_mode()
 def predict_files(
-    run: str | Path, inputs: list[str | Path], out: Path, threshold: float | None = None, batch_size: int = 16
-) -> pd.DataFrame:
+    run: str | Path, inputs: list[str | Path], out: Path, threshold: float | None = None, batch_size: int = 16,
+    masks: bool = True,
+) -> pd.DataFrame:  # fmt: skip
     """Predict every slice of ``inputs`` with the run (folder / .ckpt / .safetensors) ``run``; see module doc."""
     from mtlswin.data.inputs import SkipLog, find_images
     from mtlswin.data.readers import load_slice
@@ -56,6 +58,8 @@ def predict_files(
     model, window = opened.model, opened.window
     threshold = threshold if threshold is not None else opened.threshold
     size = int(getattr(model.config, "img_size", 224))
+    model_tasks = tuple(getattr(model, "tasks", ()))
+    tasks = ("cls",) if not masks and "cls" in model_tasks else tuple(t for t in model_tasks if t != "rec")
     skipped = SkipLog()
     files = find_images(inputs, skipped)
     out = Path(out)
@@ -73,15 +77,15 @@ def predict_files(
                 images.append(resize_pair(image, torch.zeros(1, 1, dtype=torch.long), size)[0])
             if not chunk:
                 continue
-            outputs = model(torch.stack(images))
+            outputs = model(torch.stack(images), tasks=tasks)
             probs = outputs["logits"].float().softmax(1)[:, 1].numpy() if "logits" in outputs else [None] * len(chunk)
-            masks = outputs["seg"].argmax(1).numpy() if "seg" in outputs else None
+            seg_masks = outputs["seg"].argmax(1).numpy() if "seg" in outputs else None
             for i, item in enumerate(chunk):
                 prob = None if probs[i] is None else float(probs[i])
                 label = None if prob is None else int(prob >= threshold)
                 rows.append({"file": str(item.path), "name": item.name, "probability": prob, "predicted_label": label})
-                if masks is not None:
-                    _overlay(images[i][0].numpy(), masks[i], prob, out / "overlays" / f"{item.name}.png")
+                if seg_masks is not None:
+                    _overlay(images[i][0].numpy(), seg_masks[i], prob, out / "overlays" / f"{item.name}.png")
         skipped.write(out)
         if not rows:
             raise ValueError(

@@ -216,8 +216,9 @@ def train(config: Config, resume: bool = False) -> Path:
         resolve_input_norm(config, data.dm)
         stored = stored_config(config)
         module = MTLModule(build_model(config), _train_dict(config), stored.to_dict())
-        if config.trainer.get("compile"):
-            module.model.compile()  # in place: state_dict keys unchanged
+        compile_opt = config.trainer.get("compile")
+        if compile_opt:  # true: inductor; a string names the torch.compile backend (e.g. "aot_eager")
+            module.model.compile(**({"backend": compile_opt} if isinstance(compile_opt, str) else {}))  # keys unchanged
         trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
         if trainer.is_global_zero:
             save_config(stored, run_dir / "config.yaml")

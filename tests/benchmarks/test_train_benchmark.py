@@ -1,0 +1,48 @@
+"""``benchmarks/train.py --cpu-smoke`` runs every path (model only, end to end, ratios) and prints a sane table.
+
+No timing is asserted: only that every row is there with a positive, finite rate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "train.py"
+ROWS = ["swin train", "swin infer", "mtl train", "mtl infer", "mtl infer cls-only",
+        "swin train end-to-end", "mtl train end-to-end"]  # fmt: skip
+
+
+def test_cpu_smoke_prints_every_row_with_a_positive_rate():
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--cpu-smoke", "--steps", "2", "--threads", "1"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    table = dict(re.findall(r"^(\w[\w -]*?)\s{2,}([-\w.+]+)$", proc.stdout, flags=re.M))
+    for row in ROWS:
+        assert row in table, (row, proc.stdout)
+        rate = float(table[row])
+        assert math.isfinite(rate) and rate > 0, (row, rate)
+    assert "authors" not in table  # no --authors: their rows are skipped
+    assert re.search(r"^cost: mtl infer cls-only vs swin infer\s+\d+\.\d+x", proc.stdout, flags=re.M)
+    hours = re.findall(r"^projected (swin|mtl): ([\d.]+) h per paper row", proc.stdout, flags=re.M)
+    assert [k for k, _ in hours] == ["swin", "mtl"] and all(float(h) > 0 for _, h in hours)
+
+
+def test_missing_authors_checkout_is_skipped_and_bad_models_refused(tmp_path):
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import train as bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    args = bench.parse_args(["--cpu-smoke", "--authors", str(tmp_path / "absent")])
+    assert bench.authors_fns(args, None, None) == {}
+    assert (args.img_size, args.batch_size, args.workers) == (32, 4, 0)
+    proc = subprocess.run([sys.executable, str(BENCH), "--models", "swin,vit"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown ['vit']" in proc.stderr
