@@ -15,7 +15,7 @@ from mtlswin.cli import main
 from mtlswin.explain.collect import GRID_KINDS, slice_kind
 from mtlswin.explain.files import load_input
 from mtlswin.explain.gradcam import compute_cam
-from mtlswin.models import create_model, load_model, save_model, tiny_overrides
+from mtlswin.models import create_model, load_model, save_model, test_overrides
 
 RUN_MODELS = ("swin", "joint_swin")  # the NHWC path and the two-encoder path
 
@@ -26,7 +26,7 @@ def runs(tiny_data, tmp_path_factory) -> list[Path]:
     folders = []
     for name in RUN_MODELS:
         torch.manual_seed(0)
-        model = create_model(name, **tiny_overrides(name))
+        model = create_model(name, **test_overrides(name))
         folder = root / name
         folder.mkdir()
         save_model(model, folder / "model.safetensors")

@@ -203,6 +203,7 @@ def test_imagenet_weights_load_with_the_rgb_kernel_summed_to_gray(layout):
     assert report.missing == [] and report.unexpected == []
     assert len(report.loaded) == len(model.encoder.state_dict())
     assert sorted(report.kept_init) == ["head.bias", "head.weight"]
+    assert report.summed_rgb == ["encoder.patch_embed.proj.weight"]
     dropped = [k for k, why in report.ignored.items() if why.startswith("block or stage beyond")]
     assert len(dropped) == 2 * 13 and all(re.match(r"layers\.1\.blocks\.[23]\.", k) for k in dropped)
     assert report.ignored.get("head.weight", report.ignored.get("head.fc.weight")) == "ImageNet classifier head"

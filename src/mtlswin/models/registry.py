@@ -15,24 +15,24 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "register_model", "tiny_overrides"]
+__all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "register_model", "test_overrides"]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: how to build it and how to make it tiny for tests and CPU demos."""
+    """A registered model: how to build it and how to make it small enough for CPU tests."""
 
     name: str
     config_cls: type  # a dataclass holding every knob of the model
     builder: Callable[[Any], nn.Module]  # config instance -> model
-    tiny: dict[str, Any]  # overrides giving a model small enough for CPU tests
+    test: dict[str, Any]  # overrides giving a model small enough for CPU tests (not Swin-T's "tiny")
     description: str = ""
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, config_cls: type, tiny: dict[str, Any] | None = None, description: str = ""):
+def register_model(name: str, config_cls: type, test: dict[str, Any] | None = None, description: str = ""):
     """Decorator registering ``builder(config) -> nn.Module`` under ``name``."""
 
     def wrap(builder: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
@@ -40,7 +40,7 @@ def register_model(name: str, config_cls: type, tiny: dict[str, Any] | None = No
             raise ValueError(f"model {name!r} is registered twice")
         if not dataclasses.is_dataclass(config_cls):
             raise TypeError(f"config_cls of {name!r} must be a dataclass")
-        _REGISTRY[name] = ModelEntry(name, config_cls, builder, dict(tiny or {}), description)
+        _REGISTRY[name] = ModelEntry(name, config_cls, builder, dict(test or {}), description)
         return builder
 
     return wrap
@@ -98,9 +98,12 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def tiny_overrides(name: str) -> dict[str, Any]:
-    """Overrides that make ``name`` tiny (for tests and the CPU demo)."""
-    return dict(get_entry(name).tiny)
+def test_overrides(name: str) -> dict[str, Any]:
+    """Overrides that make ``name`` small enough for CPU tests (img_size 32, a few channels)."""
+    return dict(get_entry(name).test)
+
+
+test_overrides.__test__ = False  # a library function, not a pytest test, when a test module imports it
 
 
 def _import_model_modules() -> None:
