@@ -149,7 +149,10 @@ def test_separate_decoders_run_once_each_and_equal_shared_when_weights_are_equal
 def test_mtl_size_sets_depths_and_options_are_checked():
     assert build_config("mtl_swin_unet").depths == (2, 2, 2, 2)
     assert build_config("mtl_swin_unet", size="tiny").depths == (2, 2, 6, 2)
-    assert build_config("mtl_swin_unet", size="tiny", depths=[1, 1, 1, 1]).depths == (1, 1, 1, 1)
+    assert build_config("mtl_swin_unet", depths=[1, 1, 1, 1]).depths == (1, 1, 1, 1)
+    assert build_config("mtl_swin_unet", size="tiny", depths=[2, 2, 6, 2]).depths == (2, 2, 6, 2)  # agree: fine
+    with pytest.raises(ValueError, match=r"size 'tiny' means depths \(2, 2, 6, 2\), but depths \(1, 1, 1, 1\)"):
+        build_config("mtl_swin_unet", size="tiny", depths=[1, 1, 1, 1])  # size would be ignored
     assert build_config("swin_tiny").depths == (2, 2, 6, 2) and build_config("swin").depths == (2, 2, 2, 2)
     with pytest.raises(ValueError, match="tasks must be one of 'cls\\+seg', 'cls\\+rec', 'cls\\+seg\\+rec'; got 'seg'"):
         build_config("mtl_swin_unet", tasks="seg")

@@ -114,6 +114,11 @@ class MTLSwinUnetConfig(SwinUnetConfig):
         _check_choice("decoder", self.decoder, MTL_DECODERS)
         if self.depths is None:
             self.depths = MTL_SIZES[self.size]
+        elif self.size != "default" and tuple(self.depths) != MTL_SIZES[self.size]:
+            raise ValueError(
+                f"size {self.size!r} means depths {MTL_SIZES[self.size]}, but depths {tuple(self.depths)} is given; "
+                "give size or depths, not both"
+            )
 
 
 @dataclass

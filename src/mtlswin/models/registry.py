@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
+
+from mtlswin.typecheck import check_type
 
 __all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "register_model", "test_overrides"]
 
@@ -46,8 +49,19 @@ def register_model(name: str, config_cls: type, test: dict[str, Any] | None = No
     return wrap
 
 
+def _initials(name: str) -> str:
+    return "".join(part[0] for part in name.split("_") if part)
+
+
 def closest_name(word: str, choices: list[str]) -> str | None:
-    """The entry of ``choices`` closest to ``word`` (for "did you mean" messages), None if there is none."""
+    """The entry of ``choices`` closest to ``word`` (for "did you mean" messages), None if there is none.
+
+    An abbreviation counts as closest: ``learning_rate`` -> ``lr`` (initials), ``lr`` -> ``learning_rate``;
+    otherwise the most similar spelling (:func:`difflib.get_close_matches`).
+    """
+    abbreviations = [c for c in choices if _initials(word) == c or _initials(c) == word]
+    if len(abbreviations) == 1 and "_" in (word + abbreviations[0]):
+        return abbreviations[0]
     match = difflib.get_close_matches(word, choices, n=1, cutoff=0.0)
     return match[0] if match else None
 
@@ -71,12 +85,13 @@ def build_config(name: str, **overrides: Any) -> Any:
     """The config dataclass of ``name`` with ``overrides`` applied; unknown keys are an error."""
     entry = get_entry(name)
     fields = [f.name for f in dataclasses.fields(entry.config_cls)]
+    hints = typing.get_type_hints(entry.config_cls)
     for key in overrides:
         if key not in fields:
             raise ValueError(
                 f"model {name!r} has no option {key!r}{_closest(key, fields)}; options: {', '.join(fields)}"
             )
-    return entry.config_cls(**overrides)
+    return entry.config_cls(**{key: check_type(key, value, hints[key]) for key, value in overrides.items()})
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
