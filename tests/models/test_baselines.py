@@ -110,7 +110,7 @@ def no_cache(monkeypatch):
 def test_timm_offline_env_fails_at_once_naming_local_file(monkeypatch, no_cache):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
-    with pytest.raises(RuntimeError, match=r"pretrained: /path/to/weights\.pth") as info:
+    with pytest.raises(ConnectionError, match=r"pretrained: /path/to/weights\.pth") as info:
         tiny("resnet152", pretrained="timm")
     assert time.perf_counter() - start < 5.0
     assert "test_resnet" in str(info.value) and "HF_HUB_OFFLINE" in str(info.value)
@@ -126,7 +126,7 @@ def test_timm_unreachable_host_fails_within_timeout(monkeypatch, no_cache):
 
     monkeypatch.setattr(socket, "create_connection", hanging_connect)
     start = time.perf_counter()
-    with pytest.raises(RuntimeError, match=r"cannot be reached.*pretrained: /path/to/weights\.pth"):
+    with pytest.raises(ConnectionError, match=r"cannot be reached.*pretrained: /path/to/weights\.pth"):
         pretrained.timm_pretrained_state_dict("resnet152", timeout=0.3)
     assert time.perf_counter() - start < 1.5
 

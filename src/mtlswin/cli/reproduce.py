@@ -32,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (default: the preset's)")
     p.add_argument("--rows", type=_names, default=None, help="comma-separated Table-1 rows (default: the preset's)")
     p.add_argument("--slices", type=int, default=None, help="phantom size in slices (default: the preset's)")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides applied to every row, e.g. trainer.devices=4 train.epochs=5")  # fmt: skip
+    p.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
+                   help="config override applied to every row, repeatable: --set trainer.devices=4 --set train.epochs=5")  # fmt: skip
     p.set_defaults(func=_run)
 
 
@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 
     report = reproduce(
         args.preset, args.out, manifest=args.manifest, seeds=args.seeds, rows=args.rows,
-        overrides=args.overrides, slices=args.slices,
+        overrides=args.overrides or [], slices=args.slices,
     )  # fmt: skip
     print(f"Done. Open {report}")
     return 0

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         preset=args.preset, slices=args.slices, size=args.size, seed=args.seed, spurious=args.spurious,
         p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity,
     )  # fmt: skip
+    config.counts()  # checks --slices (at least one slice per hospital) before anything is written
     start = time.perf_counter()
     summary = write_dataset(config, args.out, progress=not args.quiet)
     seconds = time.perf_counter() - start

@@ -109,7 +109,7 @@ def timm_pretrained_state_dict(timm_name: str, timeout: float = 1.5) -> dict[str
 
     Uses the local Hugging Face cache when the weights are there; otherwise timm downloads them.
     Offline (``HF_HUB_OFFLINE=1``, or the weights' host does not answer within ``timeout`` seconds)
-    it raises a ``RuntimeError`` at once, naming the local-file alternative, instead of waiting for
+    it raises a ``ConnectionError`` at once, naming the local-file alternative, instead of waiting for
     the retries of the download.
     """
     hf_hub_id, host = _pretrained_source(timm_name)
@@ -118,7 +118,7 @@ def timm_pretrained_state_dict(timm_name: str, timeout: float = 1.5) -> dict[str
         return _timm_weights(timm_name, cached)
     if _env_offline() or not hub_reachable(host, timeout=timeout):
         why = "offline mode is set (HF_HUB_OFFLINE)" if _env_offline() else f"{host} cannot be reached"
-        raise RuntimeError(
+        raise ConnectionError(
             f"cannot download timm's pretrained weights of {timm_name!r}: {why} and they are not in the "
             f"local cache. Download them on a machine that is online (timm.create_model({timm_name!r}, "
             f"pretrained=True) and torch.save(model.state_dict(), 'weights.pth')), then set "

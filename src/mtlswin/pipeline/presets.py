@@ -48,7 +48,7 @@ PRESETS: dict[str, Preset] = {
         rows=tuple(TABLE1_ROWS),
         seeds=(0, 1, 2),
         phantom="demo",
-        description="CPU, all 12 rows at demo size, three seeds each (a few hours on 2 cores)",
+        description="CPU, all 12 rows at demo size, three seeds each (roughly 30-60 min on 2 cores)",
     ),
     "paper": Preset(
         name="paper",

@@ -6,7 +6,7 @@ every epoch, for ``--resume``), ``checkpoints/best.ckpt`` (best ``train.monitor`
 ``metrics.csv``), ``skipped_rows.csv`` (with ``data.on_bad_row: skip``) and ``model.safetensors`` (the best
 weights via ``mtlswin.models.save_model``). Checkpoints are written atomically (:mod:`.checkpoint_io`).
 
-Several GPUs or nodes: ``--set trainer.devices=N trainer.num_nodes=M`` (``trainer.strategy=ddp``); Lightning
+Several GPUs or nodes: ``--set trainer.devices=N --set trainer.num_nodes=M`` (``--set trainer.strategy=ddp``); Lightning
 launches the processes itself, or picks up those of ``torchrun`` / SLURM ``srun`` from their environment
 variables. The train sampler (``ResumableSampler``) shards by rank, so Lightning's own distributed sampler is
 switched off; after training, ``ddp_sync.json`` records the largest weight difference between the replicas.
@@ -69,7 +69,7 @@ def build_datamodule(config: Config, seed: int | None = None) -> Any:
     d = config.data
     if not d.manifest or not d.splits:
         raise ValueError(
-            "data.manifest and data.splits must be set (e.g. --set data.manifest=DIR/manifest.csv data.splits=DIR/splits.csv)"
+            "data.manifest and data.splits must be set (e.g. --set data.manifest=DIR/manifest.csv --set data.splits=DIR/splits.csv)"
         )
     return CTDataModule(
         d.manifest,
