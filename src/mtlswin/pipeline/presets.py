@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mtlswin.training.rows import TABLE1_LABELS
+from mtlswin.pipeline.paper_table import TABLE1_LABELS
 
 # The 12 rows of the paper's Table 1, in the paper's order (config file stem -> label in tables).
 TABLE1_ROWS = TABLE1_LABELS

@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve
 
-from mtlswin.training.rows import TABLE1_LABELS
+from mtlswin.pipeline.paper_table import TABLE1_LABELS
 
 __all__ = ["RunResult", "load_results", "table1", "write_report"]
 

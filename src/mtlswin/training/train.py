@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from mtlswin.config import Config, save_config
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
 from mtlswin.training.module import MTLModule, default_monitor
+from mtlswin.training.quiet import quiet_lightning
 from mtlswin.training.resume import ResumableTrainLoader, TrainPosition
 
 __all__ = ["RunData", "build_datamodule", "build_model", "build_trainer", "train"]
@@ -177,8 +178,9 @@ def _check_replicas(module: MTLModule, trainer: pl.Trainer, run_dir: Path) -> No
         (run_dir / "ddp_sync.json").write_text(json.dumps(info))
 
 
+@quiet_lightning()
 def train(config: Config, resume: bool = False) -> Path:
-    """Train (or resume) the run of ``config``; returns the run folder."""
+    """Train (or resume) the run of ``config``; returns the run folder (Lightning's noise silenced: :mod:`.quiet`)."""
     run_dir = config.run_dir
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last_ckpt.is_file():
@@ -188,7 +190,7 @@ def train(config: Config, resume: bool = False) -> Path:
     pl.seed_everything(config.train.seed, workers=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = RunData(build_datamodule(config))
-    module = MTLModule(build_model(config), _train_dict(config), config.to_dict())
+    module = MTLModule(build_model(config), config.train, config.to_dict())
     if config.trainer.get("compile"):
         module.model.compile()  # in place: state_dict keys unchanged
     trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
@@ -205,12 +207,6 @@ def train(config: Config, resume: bool = False) -> Path:
         best = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor)
         _export_best(module, run_dir, best.best_model_path)
     return run_dir
-
-
-def _train_dict(config: Config) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(config.train)
 
 
 def _write_skipped(dm: Any, run_dir: Path, trainer: pl.Trainer) -> None:
