@@ -72,6 +72,9 @@ def build_datamodule(config: Config, seed: int | None = None) -> Any:
         raise ValueError(
             "data.manifest and data.splits must be set (e.g. --set data.manifest=DIR/manifest.csv --set data.splits=DIR/splits.csv)"
         )
+    for key, path in (("manifest", d.manifest), ("splits", d.splits)):
+        if not Path(path).is_file():
+            raise ValueError(f"data.{key}: no file {str(path)!r} (relative paths are read from {str(Path.cwd())!r})")
     return CTDataModule(
         d.manifest,
         d.splits,
@@ -188,9 +191,9 @@ def train(config: Config, resume: bool = False) -> Path:
     if not resume and last_ckpt.is_file():
         raise ValueError(f"run folder {str(run_dir)!r} already holds a run; resume it with --resume or set output.name")
     pl.seed_everything(config.train.seed, workers=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
     data = RunData(build_datamodule(config))
     module = MTLModule(build_model(config), config.train, config.to_dict())
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once data and model are known to be there
     if config.trainer.get("compile"):
         module.model.compile()  # in place: state_dict keys unchanged
     trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
