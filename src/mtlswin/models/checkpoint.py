@@ -119,8 +119,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors have many types; the message must name the file
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        reason = next((line for line in lines if "Unsupported global" in line), lines[0])  # torch's long text
         raise ValueError(
-            f"cannot read {str(path)!r} with torch.load(weights_only=True): {err}. Only plain state dicts of "
+            f"cannot read {str(path)!r} with torch.load(weights_only=True): {reason} Only plain state dicts of "
             "tensors are accepted (arbitrary pickled objects are never unpickled)."
         ) from err
     return _unwrap(state, path)

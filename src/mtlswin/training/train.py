@@ -190,8 +190,8 @@ def train(config: Config, resume: bool = False) -> Path:
         raise ValueError(f"--resume: no checkpoint at {str(last_ckpt)!r}; train without --resume first")
     if not resume and last_ckpt.is_file():
         raise ValueError(f"run folder {str(run_dir)!r} already holds a run; resume it with --resume or set output.name")
+    data = RunData(build_datamodule(config))  # checks the data files first
     pl.seed_everything(config.train.seed, workers=True)
-    data = RunData(build_datamodule(config))
     module = MTLModule(build_model(config), config.train, config.to_dict())
     run_dir.mkdir(parents=True, exist_ok=True)  # only once data and model are known to be there
     if config.trainer.get("compile"):
