@@ -46,7 +46,7 @@ CASES = [
     ("train {cfg} --set train.epochs", 1, "must look like 'section.key=value'", "{tmp}/runs"),
     ("train --set train.epochs=abc {cfg}", 1, "train.epochs must be int", "{tmp}/runs"),  # config not swallowed
     ("train {cfg} --set train.lr=0.1 train.epochs=2", 2, "unrecognized arguments: train.epochs=2", "{tmp}/runs"),
-    ("train {tmp}/broken.yaml", 1, "broken.yaml' line 4, column 5: not valid YAML (expected ',' or '}'", "{tmp}/runs"),
+    ("train {tmp}/broken.yaml", 1, "broken.yaml' line 4, column 5: not valid YAML (expected ','", "{tmp}/runs"),
     ("train {tmp}/nothere.yaml", 1, "config file '{tmp}/nothere.yaml' does not exist", "{tmp}/runs"),
     ("train", 2, "the following arguments are required: config", "{tmp}/runs"),
     ("synth --out {tmp}/phantom --slices 5", 1, "slices=5 is too small: need at least 11", "{tmp}/phantom"),
