@@ -143,7 +143,7 @@ def _closest(word: str, choices: list[str]) -> str:
 
 
 def _unknown(where: str, key: str, valid: list[str]) -> ValueError:
-    return ValueError(f"unknown config key {where}{key!r}{_closest(key, valid)} (valid: {', '.join(sorted(valid))})")
+    return ValueError(f"unknown config key '{where}{key}'{_closest(key, valid)} (valid: {', '.join(sorted(valid))})")
 
 
 def _plain(value: Any) -> Any:
@@ -176,16 +176,21 @@ def _section(cls: type, raw: Any, section: str) -> Any:
 
 
 def _model_section(raw: Any) -> ModelConfig:
-    from mtlswin.models.registry import build_config
+    from mtlswin.models.registry import build_config, get_entry
 
     if raw is not None and not isinstance(raw, dict):
         raise ValueError(f"config section 'model' must be a mapping, got {type(raw).__name__}: {raw!r}")
     raw = dict(raw or {})
     name = raw.pop("name", ModelConfig.name)
     try:
-        build_config(name, **raw)  # validates the name, every option and its type against the model's dataclass
+        hints = typing.get_type_hints(get_entry(name).config_cls)
+    except KeyError as err:
+        raise ValueError(f"config section 'model': {err.args[0]}") from err
+    raw = {key: check_type(f"model.{key}", value, hints[key]) if key in hints else value for key, value in raw.items()}
+    try:
+        build_config(name, **raw)  # validates every option name and the model's own checks (choices, sizes)
     except (KeyError, ValueError) as err:
-        raise ValueError(f"config key model.{err.args[0] if err.args else err}") from err
+        raise ValueError(f"config section 'model': {err.args[0] if err.args else err}") from err
     return ModelConfig(name=name, options=raw)
 
 

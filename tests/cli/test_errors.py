@@ -25,9 +25,19 @@ CASES = [
     ("train {cfg} --set model.depths=2", 1, "model.depths must be list of int or None, got 2 (int)", "{tmp}/runs"),
     ("train {cfg} --set trainer.devices=two", 1, "trainer.devices must be 'auto', a number of devices", "{tmp}/runs"),
     ("train {cfg} --set trainer.precision=17", 1, "trainer.precision must be one of 64, 32, 16", "{tmp}/runs"),
-    ("train {cfg} --set train.learning_rate=0.1", 1, "'learning_rate'; did you mean 'lr'?", "{tmp}/runs"),
+    (
+        "train {cfg} --set train.learning_rate=0.1",
+        1,
+        "unknown config key 'train.learning_rate'; did you mean 'lr'?",
+        "{tmp}/runs",
+    ),
     ("train {cfg} --set trainer.max_epochs=3", 1, "set train.epochs instead", "{tmp}/runs"),
-    ("train {cfg} --set model.size=tiny", 1, "model.size 'tiny' means depths (2, 2, 6, 2), but depths", "{tmp}/runs"),
+    (
+        "train {cfg} --set model.size=tiny",
+        1,
+        "'model': size 'tiny' means depths (2, 2, 6, 2), but depths (2, 2, 2)",
+        "{tmp}/runs",
+    ),
     ("train {cfg} --set data.augment=heavy", 1, "data.augment must be one of 'paper', 'authors', 'none'", "{tmp}/runs"),
     ("train {cfg} --set data.on_bad_row=drop", 1, "data.on_bad_row must be one of 'error', 'skip'", "{tmp}/runs"),
     (
@@ -52,7 +62,7 @@ CASES = [
     ("synth --out {tmp}/phantom --slices 5", 1, "slices=5 is too small: need at least 11", "{tmp}/phantom"),
     ("synth --out {tmp}/phantom --slices five", 2, "argument --slices: invalid int value: 'five'", "{tmp}/phantom"),
     ("evaluate {tmp}/nothere", 1, "'{tmp}/nothere' does not exist", "{tmp}/nothere"),
-    ("evaluate {tmp}/badrun", 1, "", "{tmp}/badrun/metrics.json"),  # a truncated model.safetensors
+    ("evaluate {tmp}/badrun", 1, "model.safetensors' is not a readable safetensors file", "{tmp}/badrun/metrics.json"),
     ("predict {tmp}/nothere {tmp}/x.dcm --out {tmp}/pred", 1, "does not exist", "{tmp}/pred"),
     ("gradcam {tmp}/nothere {tmp}/x.png --out {tmp}/cams", 1, "does not exist", "{tmp}/cams"),
     ("convert --from authors-mtl {tmp}/nothere.pth {tmp}/o.safetensors", 1, "no weight file at", "{tmp}/o.safetensors"),

@@ -62,8 +62,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """``(state_dict, {"model": name, "config": dict})`` of our checkpoint file or run folder."""
     path = resolve_checkpoint(path)
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError) on a broken file
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file ({err}); re-export or re-train it") from err
     if "mtlswin_model" not in metadata:
         raise ValueError(
             f"{str(path)!r} is a safetensors file without mtlswin metadata; convert foreign weights with `mtlswin convert`"
