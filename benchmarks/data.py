@@ -18,6 +18,7 @@ import argparse
 import gc
 import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +33,10 @@ from mtlswin.data import load_slice
 from mtlswin.data.cache import build_cache
 from mtlswin.data.datamodule import CTDataModule
 from mtlswin.data.manifest import read_manifest
-from mtlswin.data.testing import write_ct_dicom
 from mtlswin.data.transforms import resize_image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' DICOM fixture
+from data_fixtures import write_ct_dicom
 
 
 def cpu_seconds() -> float:

@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mtlswin.models import create_model, list_models, tiny_overrides
+from mtlswin.models import create_model, list_models, test_overrides
 
 SPEED_MODELS = {
     "swin": ("swin", {}),
@@ -126,7 +126,7 @@ def sizes_and_tiny_times(reps: int) -> list[tuple[str, int, float]]:
             paper = create_model(name, **variant)
             n_params = sum(p.numel() for p in paper.parameters())
             del paper
-            tiny = create_model(name, **{**tiny_overrides(name), **variant}).eval()
+            tiny = create_model(name, **{**test_overrides(name), **variant}).eval()
             side = getattr(tiny.config, "img_size", 32)
             x = torch.rand(2, 1, side, side)
 

@@ -91,13 +91,13 @@ def autocast(args: argparse.Namespace):
 def load_run_config(key: str, args: argparse.Namespace, overrides: list[str] = ()):
     """The paper config of ``key`` with the benchmark's size, batch, precision and (smoke) tiny model."""
     from mtlswin.config import load_config
-    from mtlswin.models import tiny_overrides
+    from mtlswin.models import test_overrides
 
     config = load_config(REPO / "configs" / "paper" / PAPER_CONFIGS[key], list(overrides))
     options = dict(config.model.options)
     options["pretrained"] = None  # never fetch weights: speed does not depend on them
     if args.cpu_smoke:
-        options.update(tiny_overrides(config.model.name))
+        options.update(test_overrides(config.model.name))
     options["img_size"] = args.img_size
     config.model.options = options
     config.data.img_size = args.img_size

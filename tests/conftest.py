@@ -1,10 +1,10 @@
-"""Shared fixtures: a tiny synthetic data set (see :mod:`mtlswin.data.testing`)."""
+"""Shared fixtures: a tiny synthetic data set (see tests/data_fixtures.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from mtlswin.data.testing import TinyData, make_tiny_data
+from data_fixtures import TinyData, make_tiny_data
 
 __all__ = ["make_tiny_data"]
 

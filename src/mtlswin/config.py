@@ -2,7 +2,12 @@
 
 ``load_config(path, overrides=["train.lr=0.1", "trainer.devices=2"])`` reads the YAML, applies the
 ``--set`` overrides (values parsed as YAML, so ``0.1`` is a float and ``[40, 80]`` a list), and validates
-every key: an unknown key is a ``ValueError`` naming the key and the closest valid one.
+every key and value at load time, each error a ``ValueError`` naming the key: an unknown key (with the
+closest valid one), a value of the wrong type (the value and the expected type, :mod:`mtlswin.typecheck`),
+a value out of range or not among the choices (``data.augment``, ``data.on_bad_row``,
+``data.cache_dtype``), contradicting keys (``model.size`` with other ``model.depths``;
+``trainer.max_epochs``, which ``train.epochs`` sets), and an ``output.name`` that is not a plain folder name.
+Broken YAML is an error naming the file and the line.
 
 - ``model``: ``name`` (registry name) plus any field of that model's config dataclass
   (validated by :func:`mtlswin.models.registry.build_config`).
@@ -19,11 +24,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mtlswin.typecheck import check_type
 
 __all__ = [
     "Config",
@@ -142,7 +150,7 @@ def _closest(word: str, choices: list[str]) -> str:
 
 
 def _unknown(where: str, key: str, valid: list[str]) -> ValueError:
-    return ValueError(f"unknown config key {where}{key!r}{_closest(key, valid)} (valid: {', '.join(sorted(valid))})")
+    return ValueError(f"unknown config key '{where}{key}'{_closest(key, valid)} (valid: {', '.join(sorted(valid))})")
 
 
 def _plain(value: Any) -> Any:
@@ -167,33 +175,67 @@ def _section(cls: type, raw: Any, section: str) -> Any:
     if not isinstance(raw, dict):
         raise ValueError(f"config section {section!r} must be a mapping, got {type(raw).__name__}: {raw!r}")
     names = [f.name for f in dataclasses.fields(cls)]
+    hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in names:
             raise _unknown(f"{section}.", key, names)
-    return cls(**raw)
+    return cls(**{key: check_type(f"{section}.{key}", value, hints[key]) for key, value in raw.items()})
 
 
 def _model_section(raw: Any) -> ModelConfig:
-    from mtlswin.models.registry import build_config
+    from mtlswin.models.registry import build_config, get_entry
 
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"config section 'model' must be a mapping, got {type(raw).__name__}: {raw!r}")
     raw = dict(raw or {})
     name = raw.pop("name", ModelConfig.name)
     try:
-        build_config(name, **raw)  # validates the name and every option against the model's dataclass
+        hints = typing.get_type_hints(get_entry(name).config_cls)
+    except KeyError as err:
+        raise ValueError(f"config section 'model': {err.args[0]}") from err
+    raw = {key: check_type(f"model.{key}", value, hints[key]) if key in hints else value for key, value in raw.items()}
+    try:
+        build_config(name, **raw)  # validates every option name and the model's own checks (choices, sizes)
     except (KeyError, ValueError) as err:
         raise ValueError(f"config section 'model': {err.args[0] if err.args else err}") from err
     return ModelConfig(name=name, options=raw)
 
 
 def _trainer_section(raw: Any) -> dict[str, Any]:
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"config section 'trainer' must be a mapping, got {type(raw).__name__}: {raw!r}")
     raw = dict(raw or {})
     valid = _trainer_arg_names()
-    for key in raw:
+    hints = _trainer_hints()
+    for key, value in raw.items():
         if key not in valid:
             raise _unknown("trainer.", key, valid)
         if key in _TRAINER_RESERVED:
             raise ValueError(f"trainer.{key} is set by mtlswin itself (run folder {_TRAINER_RESERVED[key]}); remove it")
+        if key == "max_epochs":
+            raise ValueError(
+                f"trainer.max_epochs ({value!r}) would override train.epochs, which also sets the length of the "
+                "learning-rate schedule; set train.epochs instead and remove trainer.max_epochs"
+            )
+        raw[key] = check_type(f"trainer.{key}", value, hints.get(key, typing.Any))
+    _check_devices(raw.get("devices", "auto"))
     return raw
+
+
+def _trainer_hints() -> dict[str, Any]:
+    from lightning.pytorch import Trainer
+
+    return {**typing.get_type_hints(Trainer.__init__), "compile": bool}
+
+
+def _check_devices(devices: Any) -> None:
+    """``trainer.devices``: ``"auto"``, a count (``-1`` = all), a list of indices or a string of them (``"0,1"``)."""
+    text = str(devices).strip() if isinstance(devices, str) else None
+    if text is not None and text != "auto" and not all(p.strip().lstrip("-").isdigit() for p in text.split(",")):
+        raise ValueError(
+            f"trainer.devices must be 'auto', a number of devices (e.g. 2, -1 for all) or a list of device indices "
+            f"(e.g. [0, 1] or '0,1'), got {devices!r}"
+        )
 
 
 def config_from_dict(raw: dict[str, Any], name: str | None = None) -> Config:
@@ -222,6 +264,11 @@ def config_from_dict(raw: dict[str, Any], name: str | None = None) -> Config:
     return config
 
 
+def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
 def _check_values(config: Config) -> None:
     train, data = config.train, config.data
     if train.epochs < 1:
@@ -241,6 +288,17 @@ def _check_values(config: Config) -> None:
         raise ValueError(f"data.normalize must be 'none', 'train-stats' or [mean, std] with std > 0; got {norm!r}")
     if data.batch_size < 1:
         raise ValueError(f"data.batch_size must be >= 1, got {data.batch_size}")
+    from mtlswin.data.cache import DTYPES  # lazy: the data modules import torch
+    from mtlswin.data.transforms import POLICIES
+
+    _check_choice("data.augment", data.augment, POLICIES)
+    _check_choice("data.on_bad_row", data.on_bad_row, ("error", "skip"))
+    _check_choice("data.cache_dtype", data.cache_dtype, DTYPES)
+    name = config.output.name
+    if not name or name in (".", "..") or "/" in name or "\\" in name or ".." in name:
+        raise ValueError(
+            f"output.name must be a plain folder name (no '/', '\\' or '..'), got {name!r}; put parent folders in output.dir"
+        )
     if train.checkpoint_every_n_steps < 0:
         raise ValueError(
             f"train.checkpoint_every_n_steps must be >= 0 (0 = only at epoch end), got {train.checkpoint_every_n_steps}"
@@ -268,7 +326,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        value = yaml.safe_load(text) if text.strip() else None
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise ValueError(f"override {item!r}: the value {text!r} is not valid YAML") from err
         node[parts[-1]] = value
     return raw
 
@@ -282,7 +343,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file {str(path)!r} does not exist; see configs/paper/ and configs/demo/")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"config file {str(path)!r}{where}: not valid YAML ({problem})") from err
     name = path.stem if path.name != "config.yaml" else path.parent.name
     return config_from_dict(apply_overrides(raw, overrides), name=name)
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from data_fixtures import write_ct_dicom
 from mtlswin.data import load_mask, load_slice, read_hu
 from mtlswin.data.importers import import_authors_npz, import_bhsd, import_ct_ich, import_rsna
 from mtlswin.data.manifest import read_manifest
 from mtlswin.data.splits import read_splits
-from mtlswin.data.testing import write_ct_dicom
 
 
 def test_authors_npz(tmp_path):

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from data_fixtures import write_ct_dicom
 from mtlswin.data import apply_window, image_shape, load_mask, load_slice, read_hu
 from mtlswin.data.readers import resolve_window
-from mtlswin.data.testing import write_ct_dicom
 
 
 def _raw_hu(path):

@@ -95,3 +95,14 @@ def test_split_file_round_trip_and_errors(tmp_path):
     lines = text.splitlines()
     assert lines[0].split() == ["split", "slices", "positive", "rate", "patients", "hospitals"]
     assert lines[3].split()[:2] == ["test_a", "40"] and lines[4].split()[:2] == ["test_b", "40"]
+
+
+@pytest.mark.parametrize(
+    ("header", "missing"), [("index,fold", "split"), ("row,split", "index"), ("index,split_name,extra", "split")]
+)
+def test_a_misnamed_splits_column_is_a_clear_error(tmp_path, header, missing):
+    # A header with the right number of columns but a wrong name used to end in a bare KeyError.
+    path = tmp_path / "splits.csv"
+    path.write_text(f"{header}\n0,train" + (",x" if header.count(",") == 2 else "") + "\n")
+    with pytest.raises(ValueError, match=rf"splits\.csv: no column '{missing}'; a splits CSV needs columns"):
+        read_splits(path)

@@ -7,12 +7,12 @@ import torch
 
 from mtlswin.explain.gradcam import compute_cam
 from mtlswin.explain.targets import cam_spec
-from mtlswin.models import create_model, tiny_overrides
+from mtlswin.models import create_model, test_overrides
 
 
 def _tiny(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(name, **tiny_overrides(name)).eval()
+    return create_model(name, **test_overrides(name)).eval()
 
 
 @pytest.mark.parametrize("name", ["swin", "mtl_swin_unet", "joint_swin"])

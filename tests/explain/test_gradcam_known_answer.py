@@ -1,8 +1,9 @@
 """Grad-CAM on models whose answer is known: the positive logit reads one image quadrant only.
 
-Each model mimics one reshape path of :mod:`mtlswin.explain.targets` with the attribute names of
-docs/contracts.md (NHWC Swin tokens under ``encoder.stages``/``encoder.norm``; NCHW ``backbone.layer4``;
-two encoders ``encoder`` + frozen ``frozen_encoder``; an smp-style ``net.encoder`` returning a list).
+Each model mimics one family of the registry with the attribute names of docs/contracts.md and names
+its Grad-CAM layers with ``cam_target_layers()``/``cam_reshape`` (NHWC Swin tokens under
+``encoder.norm``; NCHW ``backbone.layer4``; two encoders ``encoder`` + frozen ``frozen_encoder``; an
+smp-style ``net.encoder`` returning a list).
 A feature extractor (8x8 average-pool patches) gives channel 0 = patch value inside the quadrant,
 channel 1 = patch value outside it, channel 2 = the patch value everywhere; the positive logit is a
 fixed linear read-out of the pooled channel 0, so it depends only on the quadrant's pixels, while the
@@ -19,6 +20,7 @@ from torch import nn
 
 from mtlswin.explain.gradcam import compute_cam
 from mtlswin.explain.targets import cam_spec
+from mtlswin.models.encoder import nhwc_to_nchw
 
 SIZE, PATCH = 64, 8
 TOP_RIGHT = (slice(0, SIZE // 2), slice(SIZE // 2, SIZE))
@@ -83,6 +85,11 @@ class SwinLike(nn.Module):
         tokens = self.encoder(x)
         return {"logits": self.head(tokens.mean(dim=(1, 2))), "rec": x}
 
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.encoder.norm]
+
+    cam_reshape = staticmethod(nhwc_to_nchw)
+
 
 class JointSwinLike(nn.Module):
     """Trainable encoder reads the top-right quadrant, the frozen one the bottom-left."""
@@ -97,6 +104,11 @@ class JointSwinLike(nn.Module):
         tokens = torch.cat([self.encoder(x), self.frozen_encoder(x)], dim=-1)  # B, h, w, 2C
         return {"logits": self.head(tokens.mean(dim=(1, 2)))}
 
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.encoder.norm, self.frozen_encoder.norm]
+
+    cam_reshape = staticmethod(nhwc_to_nchw)
+
 
 class ResNetLike(nn.Module):
     def __init__(self) -> None:
@@ -107,6 +119,11 @@ class ResNetLike(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.head(self.backbone.layer4(x).mean(dim=(2, 3)))}
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.backbone.layer4]
+
+    cam_reshape = None
 
 
 class SmpEncoderLike(nn.Module):
@@ -131,6 +148,11 @@ class SmpLike(nn.Module):
         deepest = self.net.encoder(x)[-1]
         return {"logits": self.head(deepest.mean(dim=(2, 3))), "seg": torch.zeros_like(x).repeat(1, 2, 1, 1)}
 
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.net.encoder.blocks]
+
+    cam_reshape = None
+
 
 FAMILIES = {"swin": SwinLike, "resnet": ResNetLike, "smp": SmpLike}
 
@@ -144,7 +166,7 @@ def images() -> torch.Tensor:
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "eigengradcam"])
 def test_cam_energy_lies_in_the_read_out_quadrant(family: str, method: str, images: torch.Tensor) -> None:
     model = FAMILIES[family]()
-    assert cam_spec(model).family == family
+    assert cam_spec(model).reshape is (nhwc_to_nchw if family == "swin" else None)
     cams = compute_cam(model, images, method=method)
     assert cams.shape == (3, SIZE, SIZE) and cams.dtype == np.float32
     assert cams.min() >= 0.0 and cams.max() <= 1.0 + 1e-6
@@ -161,7 +183,7 @@ def test_target_class_zero_points_outside_the_quadrant(images: torch.Tensor) -> 
 def test_joint_model_both_encoders_contribute(images: torch.Tensor) -> None:
     model = JointSwinLike()
     spec = cam_spec(model)
-    assert spec.family == "joint_swin" and spec.layers == [model.encoder.norm, model.frozen_encoder.norm]
+    assert spec.layers == [model.encoder.norm, model.frozen_encoder.norm]
     cams = compute_cam(model, images)
     top_right = energy_share(cams, region_mask(TOP_RIGHT))
     bottom_left = energy_share(cams, region_mask(BOTTOM_LEFT))

@@ -8,7 +8,7 @@ import torch
 
 from mtlswin.explain.gradcam import compute_cam
 from mtlswin.explain.targets import cam_spec
-from mtlswin.models import create_model, list_models, tiny_overrides
+from mtlswin.models import create_model, list_models, test_overrides
 
 # CNN feature maps of a 32x32 input are 1x1 (stride 32): a CAM needs at least 2x2, so 64 there.
 CNN_SIZE = {"resnet152": 64, "joint_learning": 64}
@@ -16,13 +16,13 @@ CNN_SIZE = {"resnet152": 64, "joint_learning": 64}
 
 def classifier(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    overrides = tiny_overrides(name)
+    overrides = test_overrides(name)
     if name in CNN_SIZE:
         overrides["img_size"] = CNN_SIZE[name]
     return create_model(name, **overrides)
 
 
-CLASSIFIERS = [n for n in list_models() if "cls" in create_model(n, **tiny_overrides(n)).tasks]
+CLASSIFIERS = [n for n in list_models() if "cls" in create_model(n, **test_overrides(n)).tasks]
 
 
 def test_every_paper_classifier_is_covered() -> None:
@@ -59,3 +59,9 @@ def test_joint_swin_maps_both_encoders(name: str) -> None:
     assert any(layer is model.frozen_encoder.norm for layer in layers)
     assert any(any(layer is m for m in model.encoder.modules()) for layer in layers)
     assert not any(p.requires_grad for p in model.frozen_encoder.parameters())
+
+
+def test_cam_spec_refuses_a_model_without_cam_target_layers() -> None:
+    model = create_model("unet", **test_overrides("unet"))  # segmentation only: nothing to explain
+    with pytest.raises(ValueError, match=r"UNet \(unet\) has no cam_target_layers\(\)"):
+        cam_spec(model)

@@ -11,14 +11,15 @@ import torch
 from safetensors.torch import save_file
 
 from mtlswin.models import baselines, pretrained
-from mtlswin.models.registry import create_model, tiny_overrides
+from mtlswin.models.checkpoint import read_state_dict
+from mtlswin.models.registry import create_model, test_overrides
 
 BASELINES = ("unet", "resnet152", "joint_learning")
 EXPECTED = {"unet": {"seg"}, "resnet152": {"logits"}, "joint_learning": {"logits", "seg"}}
 
 
 def tiny(name: str, **overrides) -> torch.nn.Module:
-    return create_model(name, **{**tiny_overrides(name), **overrides})
+    return create_model(name, **{**test_overrides(name), **overrides})
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +110,7 @@ def no_cache(monkeypatch):
 def test_timm_offline_env_fails_at_once_naming_local_file(monkeypatch, no_cache):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
-    with pytest.raises(RuntimeError, match=r"pretrained: /path/to/weights\.pth") as info:
+    with pytest.raises(ConnectionError, match=r"pretrained: /path/to/weights\.pth") as info:
         tiny("resnet152", pretrained="timm")
     assert time.perf_counter() - start < 5.0
     assert "test_resnet" in str(info.value) and "HF_HUB_OFFLINE" in str(info.value)
@@ -125,7 +126,7 @@ def test_timm_unreachable_host_fails_within_timeout(monkeypatch, no_cache):
 
     monkeypatch.setattr(socket, "create_connection", hanging_connect)
     start = time.perf_counter()
-    with pytest.raises(RuntimeError, match=r"cannot be reached.*pretrained: /path/to/weights\.pth"):
+    with pytest.raises(ConnectionError, match=r"cannot be reached.*pretrained: /path/to/weights\.pth"):
         pretrained.timm_pretrained_state_dict("resnet152", timeout=0.3)
     assert time.perf_counter() - start < 1.5
 
@@ -141,7 +142,7 @@ def test_timm_online_path_loads_timm_weights(monkeypatch, no_cache):
     assert calls == ["huggingface.co", "test_resnet"]
     report = model.load_report
     assert report.source == "timm:test_resnet"
-    assert sorted(report.skipped) == ["fc.bias", "fc.weight"]  # 1000-class head left out
+    assert sorted(report.ignored) == ["fc.bias", "fc.weight"]  # 1000-class head left out
     assert len(report.loaded) == len(model.backbone.state_dict()) - 2
     torch.testing.assert_close(model.backbone.conv1[0].weight, ref.conv1[0].weight.sum(1, keepdim=True))
 
@@ -154,7 +155,7 @@ def test_local_pth_with_rgb_first_conv_gives_the_rgb_models_outputs(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"model": ref.state_dict(), "epoch": 3}, path)
     model = tiny("resnet152", pretrained=str(path)).eval()
-    assert model.load_report.missing == [] and model.load_report.skipped == []
+    assert model.load_report.missing == [] and model.load_report.ignored == {}
     assert model.load_report.summed_rgb == ["conv1.0.weight"]
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
@@ -166,7 +167,7 @@ def test_local_encoder_only_safetensors_into_unet(tmp_path):
     path = tmp_path / "resnet18.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
     model = tiny("unet", encoder_name="resnet18", pretrained=str(path)).eval()  # smp's own ResNet encoder
-    assert sorted(model.load_report.skipped) == ["fc.bias", "fc.weight"]
+    assert sorted(model.load_report.ignored) == ["fc.bias", "fc.weight"]
     assert len(model.load_report.loaded) == len(model.net.encoder.state_dict())
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
@@ -203,21 +204,21 @@ def test_mismatched_state_dict_raises_listing_keys(tmp_path):
     assert str(path) in message
 
 
-def test_load_local_weights_errors_name_the_file(tmp_path):
+def test_read_state_dict_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nothere\.pth"):
-        pretrained.load_local_weights(tmp_path / "nothere.pth")
+        read_state_dict(tmp_path / "nothere.pth")
     bad_suffix = tmp_path / "w.npz"
     bad_suffix.write_bytes(b"x")
     with pytest.raises(ValueError, match=r"w\.npz.*unknown suffix"):
-        pretrained.load_local_weights(bad_suffix)
+        read_state_dict(bad_suffix)
     pickled = tmp_path / "object.pth"
     torch.save({"w": torch.zeros(1), "fn": baselines.UNetConfig()}, pickled)
     with pytest.raises(ValueError, match=r"object\.pth.*weights_only=True"):
-        pretrained.load_local_weights(pickled)
+        read_state_dict(pickled)
     mixed = tmp_path / "mixed.pt"
     torch.save({"w": torch.zeros(1), "epoch": 3}, mixed)
     with pytest.raises(ValueError, match=r"mixed\.pt.*not tensors.*epoch"):
-        pretrained.load_local_weights(mixed)
+        read_state_dict(mixed)
 
 
 def test_timm_weights_in_local_cache_are_used_offline(monkeypatch, tmp_path):
@@ -243,7 +244,7 @@ def test_default_encoders_take_timm_imagenet_weights_key_for_key(monkeypatch, no
     model = create_model(name, pretrained="timm")
     encoder = baselines._encoder_module(model.net)
     assert model.load_report.source == f"timm:{timm_name}"
-    assert len(model.load_report.skipped) == n_head_keys
+    assert len(model.load_report.ignored) == n_head_keys
     assert len(model.load_report.loaded) == len(encoder.state_dict())
     first = model.load_report.summed_rgb[0]
     torch.testing.assert_close(encoder.state_dict()[first], ref.state_dict()[first].sum(1, keepdim=True))

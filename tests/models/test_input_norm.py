@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlswin.models import create_model, list_models, load_model, save_model, tiny_overrides
+from mtlswin.models import create_model, list_models, load_model, save_model, test_overrides
 
 MEAN, STD = 0.2, 0.5
 
@@ -13,8 +13,8 @@ MEAN, STD = 0.2, 0.5
 def _pair(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The same weights with identity and with (MEAN, STD) standardisation, both in eval mode."""
     torch.manual_seed(0)
-    plain = create_model(name, **tiny_overrides(name)).eval()
-    normed = create_model(name, **tiny_overrides(name), input_mean=MEAN, input_std=STD).eval()
+    plain = create_model(name, **test_overrides(name)).eval()
+    normed = create_model(name, **test_overrides(name), input_mean=MEAN, input_std=STD).eval()
     normed.load_state_dict(plain.state_dict())
     return plain, normed
 
@@ -51,4 +51,4 @@ def test_standardisation_survives_save_and_load(tmp_path, name):
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
 def test_bad_std_is_refused_naming_the_model(bad):
     with pytest.raises(ValueError, match="input_std"):
-        create_model("swin", **tiny_overrides("swin"), input_std=bad)
+        create_model("swin", **test_overrides("swin"), input_std=bad)

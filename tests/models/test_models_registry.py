@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlswin.models import create_model, list_models, load_model, save_model, tiny_overrides
+from mtlswin.models import create_model, list_models, load_model, save_model, test_overrides
 
 NAMES = list_models()
 SWIN_MODELS = ("swin", "swin_tiny", "swin_unet", "mtl_swin_unet", "joint_swin", "joint_swin_tiny")
@@ -14,7 +14,7 @@ OUTPUT_OF_TASK = {"cls": "logits", "seg": "seg", "rec": "rec"}
 
 def _tiny(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(name, **tiny_overrides(name))
+    return create_model(name, **test_overrides(name))
 
 
 def _image(model: torch.nn.Module, batch: int = 2) -> torch.Tensor:

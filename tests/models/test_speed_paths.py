@@ -17,7 +17,7 @@ import os
 import pytest
 import torch
 
-from mtlswin.models import create_model, tiny_overrides
+from mtlswin.models import create_model, test_overrides
 from mtlswin.models.encoder import set_fused_attention
 
 BF16_REL_TOL = 0.03
@@ -25,7 +25,7 @@ BF16_REL_TOL = 0.03
 
 def _mtl(decoder: str = "shared", tasks: str = "cls+seg+rec", seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return create_model("mtl_swin_unet", **tiny_overrides("mtl_swin_unet"), tasks=tasks, decoder=decoder).eval()
+    return create_model("mtl_swin_unet", **test_overrides("mtl_swin_unet"), tasks=tasks, decoder=decoder).eval()
 
 
 def _x(n: int = 2, size: int = 32, seed: int = 1) -> torch.Tensor:
@@ -81,7 +81,7 @@ def test_tasks_the_model_lacks_are_refused_by_name():
 @pytest.mark.parametrize("name", ["swin", "joint_swin", "swin_unet", "resnet152", "unet", "joint_learning"])
 def test_every_model_takes_tasks(name):
     torch.manual_seed(0)
-    model = create_model(name, **tiny_overrides(name)).eval()
+    model = create_model(name, **test_overrides(name)).eval()
     x = _x(size=int(model.config.img_size))
     with torch.no_grad():
         full = model(x)
@@ -94,7 +94,7 @@ def test_every_model_takes_tasks(name):
 
 def test_joint_learning_cls_only_skips_the_unet_decoder():
     torch.manual_seed(0)
-    model = create_model("joint_learning", **tiny_overrides("joint_learning")).eval()
+    model = create_model("joint_learning", **test_overrides("joint_learning")).eval()
     calls = _count_calls([model.net.decoder])
     with torch.no_grad():
         model(_x(), tasks="cls")
@@ -141,7 +141,7 @@ def _compiled_matches_eager(backend: str, tol: float) -> None:
     import torch._dynamo
 
     torch.manual_seed(0)  # two stages (4 encoder + 2 decoder blocks, shifted ones included): half the tracing
-    options = {**tiny_overrides("mtl_swin_unet"), "depths": (2, 2), "num_heads": (1, 2)}
+    options = {**test_overrides("mtl_swin_unet"), "depths": (2, 2), "num_heads": (1, 2)}
     model, x = create_model("mtl_swin_unet", **options), _x()
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()

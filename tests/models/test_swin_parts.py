@@ -8,7 +8,7 @@ import pytest
 import torch
 from timm.models.swin_transformer import SwinTransformer
 
-from mtlswin.models import create_model, save_model, tiny_overrides
+from mtlswin.models import create_model, save_model, test_overrides
 from mtlswin.models.decoder import FinalPatchExpand, PatchExpand, SwinUnetDecoder, expand_tokens
 from mtlswin.models.encoder import SwinEncoder
 from mtlswin.models.registry import build_config
@@ -77,7 +77,7 @@ def test_other_bad_knobs_are_rejected_clearly():
 
 @pytest.mark.parametrize("name", ["swin", "swin_tiny", "swin_unet", "mtl_swin_unet", "joint_swin", "joint_swin_tiny"])
 def test_every_swin_model_rejects_a_bad_size_with_the_message(name):
-    tiny = tiny_overrides(name)
+    tiny = test_overrides(name)
     bad = tiny["img_size"] + 4
     with pytest.raises(ValueError, match=f"img_size {bad} gives stage resolutions .* use img_size 32"):
         create_model(name, **{**tiny, "img_size": bad})
@@ -117,7 +117,7 @@ def _count_calls(modules):
 
 @pytest.mark.parametrize("tasks", ["cls+seg", "cls+rec", "cls+seg+rec"])
 def test_shared_decoder_runs_once_per_forward_and_feeds_both_heads(tasks):
-    model = create_model("mtl_swin_unet", **tiny_overrides("mtl_swin_unet"), tasks=tasks, decoder="shared").eval()
+    model = create_model("mtl_swin_unet", **test_overrides("mtl_swin_unet"), tasks=tasks, decoder="shared").eval()
     pixel = [t for t in ("seg", "rec") if t in tasks]
     assert list(model.decoders) == ["+".join(pixel)]
     counts, _ = _count_calls({"decoder": model.decoders["+".join(pixel)], "encoder": model.encoder})
@@ -127,8 +127,8 @@ def test_shared_decoder_runs_once_per_forward_and_feeds_both_heads(tasks):
 
 
 def test_separate_decoders_run_once_each_and_equal_shared_when_weights_are_equal():
-    shared = create_model("mtl_swin_unet", **tiny_overrides("mtl_swin_unet"), decoder="shared").eval()
-    separate = create_model("mtl_swin_unet", **tiny_overrides("mtl_swin_unet"), decoder="separate").eval()
+    shared = create_model("mtl_swin_unet", **test_overrides("mtl_swin_unet"), decoder="shared").eval()
+    separate = create_model("mtl_swin_unet", **test_overrides("mtl_swin_unet"), decoder="separate").eval()
     assert list(separate.decoders) == ["seg", "rec"]
     state = {}
     for k, v in shared.state_dict().items():
@@ -150,7 +150,10 @@ def test_separate_decoders_run_once_each_and_equal_shared_when_weights_are_equal
 def test_mtl_size_sets_depths_and_options_are_checked():
     assert build_config("mtl_swin_unet").depths == (2, 2, 2, 2)
     assert build_config("mtl_swin_unet", size="tiny").depths == (2, 2, 6, 2)
-    assert build_config("mtl_swin_unet", size="tiny", depths=[1, 1, 1, 1]).depths == (1, 1, 1, 1)
+    assert build_config("mtl_swin_unet", depths=[1, 1, 1, 1]).depths == (1, 1, 1, 1)
+    assert build_config("mtl_swin_unet", size="tiny", depths=[2, 2, 6, 2]).depths == (2, 2, 6, 2)  # agree: fine
+    with pytest.raises(ValueError, match=r"size 'tiny' means depths \(2, 2, 6, 2\), but depths \(1, 1, 1, 1\)"):
+        build_config("mtl_swin_unet", size="tiny", depths=[1, 1, 1, 1])  # size would be ignored
     assert build_config("swin_tiny").depths == (2, 2, 6, 2) and build_config("swin").depths == (2, 2, 2, 2)
     with pytest.raises(ValueError, match="tasks must be one of 'cls\\+seg', 'cls\\+rec', 'cls\\+seg\\+rec'; got 'seg'"):
         build_config("mtl_swin_unet", tasks="seg")
@@ -159,7 +162,7 @@ def test_mtl_size_sets_depths_and_options_are_checked():
 
 
 def test_joint_swin_concatenates_trainable_then_frozen_features():
-    model = create_model("joint_swin", **tiny_overrides("joint_swin")).eval()
+    model = create_model("joint_swin", **test_overrides("joint_swin")).eval()
     x = _x()
     with torch.no_grad():
         a, b = model.encoder(x).bottleneck, model.frozen_encoder(x).bottleneck
@@ -169,7 +172,7 @@ def test_joint_swin_concatenates_trainable_then_frozen_features():
 
 
 def test_frozen_encoder_loads_from_our_swin_unet_checkpoint_and_run_folder(tmp_path):
-    tiny = tiny_overrides("joint_swin")
+    tiny = test_overrides("joint_swin")
     torch.manual_seed(3)
     seg = create_model("swin_unet", **tiny).eval()  # same encoder sizes as the joint model
     save_model(seg, tmp_path / "run" / "model.safetensors")
@@ -186,7 +189,7 @@ def test_frozen_encoder_loads_from_our_swin_unet_checkpoint_and_run_folder(tmp_p
 
 
 def test_frozen_encoder_refuses_a_checkpoint_whose_keys_do_not_match(tmp_path):
-    tiny = tiny_overrides("joint_swin")
+    tiny = test_overrides("joint_swin")
     deeper = create_model("swin_unet", **{**tiny, "depths": (2, 3)})
     save_model(deeper, tmp_path / "deeper.safetensors")
     model = create_model("joint_swin", **tiny)

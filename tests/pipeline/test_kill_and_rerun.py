@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from mtlswin.data.testing import write_ct_dicom
-from mtlswin.models import create_model, save_model, tiny_overrides
+from mtlswin.models import create_model, save_model, test_overrides
 
 MICRO = [
     "train.epochs=2",
@@ -70,7 +70,7 @@ def _visible_files(root: Path) -> list[Path]:
 @pytest.fixture
 def run_and_dicoms(tmp_path) -> tuple[Path, Path]:
     torch.manual_seed(0)
-    model = create_model("mtl_swin_unet", **tiny_overrides("mtl_swin_unet"))
+    model = create_model("mtl_swin_unet", **test_overrides("mtl_swin_unet"))
     run = tmp_path / "run"
     save_model(model, run / "model.safetensors")
     (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "mtl_swin_unet"}, "data": {"img_size": 32}}))

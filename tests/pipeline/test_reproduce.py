@@ -56,7 +56,7 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
         "--rows",
         ",".join(ROWS),
     ]
-    assert main([*args, "--set", *MICRO]) == 0
+    assert main([*args, *(a for item in MICRO for a in ("--set", item))]) == 0
     first = capsys.readouterr().out
     assert "report:" in first and "train swin_unet-seed0: done" in first
 
@@ -87,7 +87,7 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
         assert {"test_a", "test_b"} <= set(metrics)
 
     # A second call finds every stage done and skips it.
-    assert main([*args, "--set", *MICRO]) == 0
+    assert main([*args, *(a for item in MICRO for a in ("--set", item))]) == 0
     second = capsys.readouterr().out
     assert "running" not in second
     assert (

@@ -12,8 +12,8 @@ from mtlswin.training.evaluate import evaluate_run
 
 def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tiny_data):
     config = tiny_config(tmp_path, tiny_data, "ddp", train={"epochs": 1, "checkpoint_every_n_steps": 0})
-    run_cli("train", str(config), "--set", "trainer.devices=2", "trainer.strategy=ddp", "trainer.num_nodes=1",
-            "trainer.deterministic=false", timeout=400)  # fmt: skip
+    run_cli("train", str(config), "--set", "trainer.devices=2", "--set", "trainer.strategy=ddp",
+            "--set", "trainer.num_nodes=1", "--set", "trainer.deterministic=false", timeout=400)  # fmt: skip
     sync = json.loads((tmp_path / "runs" / "ddp" / "ddp_sync.json").read_text())
     print(f"DDP: {sync}")
     assert sync["world_size"] == 2

@@ -10,8 +10,14 @@ from mtlswin.training.metrics import (
     binary_f1,
     classification_metrics,
     group_accuracy,
-    labels_from_confusion,
 )
+
+
+def labels_from_confusion(tp: int, fp: int, fn: int, tn: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_pred)`` arrays that have exactly this confusion matrix."""
+    y_true = np.array([1] * tp + [0] * fp + [1] * fn + [0] * tn, dtype=np.int64)
+    y_pred = np.array([1] * tp + [1] * fp + [0] * fn + [0] * tn, dtype=np.int64)
+    return y_true, y_pred
 
 
 def test_macro_vs_positive_f1_reproduces_the_paper_swin_row():

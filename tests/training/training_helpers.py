@@ -9,12 +9,12 @@ from pathlib import Path
 
 import yaml
 
-from mtlswin.models import tiny_overrides
+from mtlswin.models import test_overrides
 
 
 def tiny_config(tmp: Path, tiny, name: str = "run", **sections) -> Path:
     """A YAML config for a tiny ``mtl_swin_unet`` (cls+seg+rec) on the data set ``tiny``; ``sections`` update the defaults."""
-    model = {"name": "mtl_swin_unet", **tiny_overrides("mtl_swin_unet")}
+    model = {"name": "mtl_swin_unet", **test_overrides("mtl_swin_unet")}
     model = {k: list(v) if isinstance(v, tuple) else v for k, v in model.items()}
     config = {
         "model": model,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from pathlib import Path
 
@@ -17,21 +16,6 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _friendly(func):
-    """Print a ValueError (bad input: the message says what and how to fix) instead of a traceback; exit 1."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-@_friendly
 def _split(args: argparse.Namespace) -> int:
     from mtlswin.data.manifest import read_manifest
     from mtlswin.data.splits import check_splits, make_splits, split_table, split_warnings, write_splits
@@ -52,7 +36,6 @@ def _split(args: argparse.Namespace) -> int:
     return 0
 
 
-@_friendly
 def _prepare(args: argparse.Namespace) -> int:
     from mtlswin.data.cache import build_cache
     from mtlswin.data.datamodule import parse_window
@@ -66,7 +49,6 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-@_friendly
 def _import(args: argparse.Namespace) -> int:
     from mtlswin.data.importers import IMPORTERS
 
@@ -75,7 +57,6 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-@_friendly
 def _validate(args: argparse.Namespace) -> int:
     from mtlswin.data.manifest import ManifestError, read_manifest, write_skipped
     from mtlswin.data.splits import check_splits, read_splits, split_table

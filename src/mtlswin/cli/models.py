@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import yaml
 
@@ -24,18 +23,14 @@ def parse_set(items: list[str]) -> dict:
 def run_convert(args: argparse.Namespace) -> int:
     from mtlswin.models.weights import convert_file
 
-    try:
-        model, report = convert_file(
-            args.source_format,
-            args.src,
-            args.out,
-            model_name=args.model,
-            overrides=parse_set(args.set or []),
-            allow_partial=args.allow_partial,
-        )
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"mtlswin convert: error: {err}", file=sys.stderr)
-        return 2
+    model, report = convert_file(
+        args.source_format,
+        args.src,
+        args.out,
+        model_name=args.model,
+        overrides=parse_set(args.set or []),
+        allow_partial=args.allow_partial,
+    )
     print(f"model: {model.model_name} {model.config}")
     print(report.summary())
     print(f"wrote {args.out}")

@@ -35,8 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="training runs side by side (default: one per CPU core, at most 4, for the demo presets; "
                    "1 for paper)")  # fmt: skip
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides applied to every row, e.g. trainer.devices=4 train.epochs=5")  # fmt: skip
+    p.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
+                   help="config override applied to every row, repeatable: --set trainer.devices=4 --set train.epochs=5")  # fmt: skip
     p.set_defaults(func=_run)
 
 
@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
 
     report = reproduce(
         args.preset, args.out, manifest=args.manifest, seeds=args.seeds, rows=args.rows,
-        overrides=args.overrides, slices=args.slices, jobs=args.jobs,
+        overrides=args.overrides or [], slices=args.slices, jobs=args.jobs,
     )  # fmt: skip
     print(f"Done. Open {report}")
     return 0

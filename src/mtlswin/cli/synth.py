@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         preset=args.preset, slices=args.slices, size=args.size, seed=args.seed, spurious=args.spurious,
         p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity, twin_hospitals=args.twins,
     )  # fmt: skip
+    config.counts()  # checks --slices (at least one slice per hospital) before anything is written
     out = prepare_out(Path(args.out), args.overwrite)
     start = time.perf_counter()
     with created_dir(out):

@@ -10,8 +10,8 @@ def register(subparsers) -> None:
     """Add ``train``, ``evaluate``, ``report`` and ``predict`` to ``subparsers``."""
     p = subparsers.add_parser("train", help="train one config (a Table-1 row) with Lightning")
     p.add_argument("config", help="YAML config (configs/paper/*.yaml, configs/demo/*.yaml) or a run folder to resume")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config keys, e.g. --set train.lr=0.1 trainer.devices=2")  # fmt: skip
+    p.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
+                   help="override a config key, repeatable: --set train.lr=0.1 --set trainer.devices=2")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
     p.add_argument("--evaluate", action="store_true", help="run `evaluate` on test_a/test_b after training")
     p.set_defaults(func=_train)
@@ -49,9 +49,9 @@ def _train(args: argparse.Namespace) -> int:
     if path.is_dir():  # a run folder: its config, data paths resolved, output = where the folder is now
         from mtlswin.runs import read_run_config
 
-        config = read_run_config(path, args.overrides)
+        config = read_run_config(path, args.overrides or [])
     else:
-        config = load_config(path, args.overrides)
+        config = load_config(path, args.overrides or [])
     run_dir = train(config, resume=args.resume)
     print(f"run folder: {run_dir}")
     if args.evaluate and (run_dir / "model.safetensors").is_file():

@@ -2,8 +2,8 @@
 
 Layers: decode (``dicom``, ``readers``: HU, window) -> ``manifest`` (validate) -> ``splits`` ->
 ``transforms`` (one draw for image and mask) -> ``cache`` (memory-mapped) -> ``dataset`` /
-``datamodule`` / ``sampler``; ``importers`` write manifests for public data sets; ``testing`` makes a
-tiny synthetic data set for tests.
+``datamodule`` / ``sampler``; ``importers`` write manifests for public data sets (the tiny data set of
+the tests lives in ``tests/data_fixtures.py``, outside the package).
 
 Public decoding API (re-exported here): ``load_slice(path, window=(40, 80))`` -> float32 (H, W) in
 [0, 1]; ``read_hu(path)`` -> float32 HU; ``apply_window(hu, center, width)``; ``load_mask(path)`` -> int64.

@@ -38,6 +38,9 @@ class ManifestError(ValueError):
 
     def __init__(self, path: str | Path, problems: list[str]):
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one line, as the CLI prints every single failure
+            super().__init__(f"{path}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{path}: {len(self.problems)} problem(s) in the manifest:\n{lines}")
 

@@ -147,8 +147,12 @@ def read_splits(path: str | Path, table: pd.DataFrame | None = None) -> pd.DataF
     if not path.is_file():
         raise ValueError(f"splits file not found: {path}; make one with `mtlswin split MANIFEST --out {path.name}`")
     df = pd.read_csv(path)
-    if set(df.columns) < {"index", "split"}:
-        raise ValueError(f"{path}: needs columns 'index' and 'split', found {list(df.columns)}")
+    missing_cols = [c for c in ("index", "split") if c not in df.columns]
+    if missing_cols:
+        raise ValueError(
+            f"{path}: no column {missing_cols[0]!r}; a splits CSV needs columns 'index' and 'split', "
+            f"found {list(df.columns)}"
+        )
     bad = df[~df["split"].isin(SPLITS)]
     if len(bad):
         raise ValueError(f"{path}: unknown split name(s) {sorted(bad['split'].unique())} (allowed: {SPLITS})")

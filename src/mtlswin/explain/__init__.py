@@ -1,6 +1,6 @@
 """Explainability: Grad-CAM maps for every classifier and a quantitative spurious-correlation audit.
 
-- :mod:`~mtlswin.explain.targets`: the Grad-CAM target layer and token reshape per model family;
+- :mod:`~mtlswin.explain.targets`: the Grad-CAM target layers and token reshape each model names itself;
 - :mod:`~mtlswin.explain.gradcam`: :func:`compute_cam` (pytorch-grad-cam) -> ``(B, H, W)`` in [0, 1];
 - :mod:`~mtlswin.explain.audit`: energy inside the hematoma mask, pointing game, chance level, CIs;
 - :mod:`~mtlswin.explain.collect`: :func:`audit_runs` over run folders (table + grid figure);

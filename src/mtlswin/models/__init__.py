@@ -6,6 +6,6 @@ Importing this package registers every model; build one with :func:`create_model
 
 from mtlswin.models import baselines, classifier, joint, multitask  # noqa: F401  (registration)
 from mtlswin.models.checkpoint import load_model, save_model
-from mtlswin.models.registry import create_model, list_models, tiny_overrides
+from mtlswin.models.registry import create_model, list_models, test_overrides
 
-__all__ = ["create_model", "list_models", "load_model", "save_model", "tiny_overrides"]
+__all__ = ["create_model", "list_models", "load_model", "save_model", "test_overrides"]

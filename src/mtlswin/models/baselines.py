@@ -30,7 +30,8 @@ from segmentation_models_pytorch.encoders.timm_universal import TimmUniversalEnc
 from torch import Tensor, nn
 
 from mtlswin.models.input_norm import InputStandardize, check_input_norm
-from mtlswin.models.pretrained import LoadReport, load_weights_into, resolve_pretrained
+from mtlswin.models.load_report import LoadReport
+from mtlswin.models.pretrained import load_weights_into, resolve_pretrained
 from mtlswin.models.registry import register_model
 from mtlswin.models.tasks import select_tasks
 
@@ -301,20 +302,20 @@ class ResNetClassifier(nn.Module):
         return [self.backbone.layer4]
 
 
-_UNET_TINY = {"img_size": 32, "encoder_name": "tu-test_resnet", "decoder_channels": (32, 16, 16, 8, 8)}
-_JOINT_TINY = {"img_size": 32, "encoder_name": "tu-test_efficientnet", "decoder_channels": (32, 16, 16, 8, 8)}
+_UNET_TEST = {"img_size": 32, "encoder_name": "tu-test_resnet", "decoder_channels": (32, 16, 16, 8, 8)}
+_JOINT_TEST = {"img_size": 32, "encoder_name": "tu-test_efficientnet", "decoder_channels": (32, 16, 16, 8, 8)}
 
 
-@register_model("unet", UNetConfig, tiny=_UNET_TINY, description="U-Net segmentation baseline (smp)")
+@register_model("unet", UNetConfig, test=_UNET_TEST, description="U-Net segmentation baseline (smp)")
 def _build_unet(cfg: UNetConfig) -> nn.Module:
     return UNet(cfg)
 
 
-@register_model("resnet152", ResNetConfig, tiny={"arch": "test_resnet", "img_size": 32}, description="ResNet152 (timm)")
+@register_model("resnet152", ResNetConfig, test={"arch": "test_resnet", "img_size": 32}, description="ResNet152 (timm)")
 def _build_resnet(cfg: ResNetConfig) -> nn.Module:
     return ResNetClassifier(cfg)
 
 
-@register_model("joint_learning", JointLearningConfig, tiny=_JOINT_TINY, description="U-Net + EfficientNet-b3 [7]")
+@register_model("joint_learning", JointLearningConfig, test=_JOINT_TEST, description="U-Net + EfficientNet-b3 [7]")
 def _build_joint_learning(cfg: JointLearningConfig) -> nn.Module:
     return JointLearning(cfg)

@@ -24,6 +24,8 @@ CHECKPOINT_NAME = "model.safetensors"  # the weights file inside a run folder
 FORMAT = "mtlswin-checkpoint/1"
 # Fields that point at other files: applied when the model was first built; the weights already hold them.
 _SOURCE_FIELDS = ("pretrained", "frozen_encoder")
+_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state")
+_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
 
 def _config_dict(config: object) -> dict:
@@ -63,8 +65,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """``(state_dict, {"model": name, "config": dict})`` of our checkpoint file or run folder."""
     path = resolve_checkpoint(path)
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError) on a broken file
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file ({err}); re-export or re-train it") from err
     if "mtlswin_model" not in metadata:
         raise ValueError(
             f"{str(path)!r} is a safetensors file without mtlswin metadata; convert foreign weights with `mtlswin convert`"
@@ -87,17 +92,43 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
     return model.to(map_location)
 
 
-def read_state_dict(path: str | Path) -> dict:
-    """A foreign weight file as a dict: ``.safetensors``, or ``.pth``/``.pt``/``.bin`` via ``weights_only=True``."""
-    path = Path(path)
+def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """Descend through ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers to a flat tensor dict."""
+    while isinstance(obj, Mapping):
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{str(path)!r} holds no state dict (found {type(obj).__name__}); save model.state_dict()")
+    bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{str(path)!r}: entries that are not tensors: {bad[:10]}; save model.state_dict() only")
+    return dict(obj)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A foreign weight file as a flat tensor dict: ``.safetensors``, or ``.pth``/``.pt``/``.bin``/``.ckpt``
+    read with ``torch.load(weights_only=True)`` (tensors and plain containers only, never arbitrary objects).
+
+    Wrappers ``{"model": sd}``, ``{"state_dict": sd}`` (official Swin, Lightning) are unwrapped; other
+    entries beside the wrapped dict (``epoch``, ``optimizer``) are dropped. Errors name the file.
+    """
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"no weight file at {str(path)!r}")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
+        raise FileNotFoundError(f"no weight file at {str(path)!r}; give an existing .pth/.pt/.bin/.safetensors file")
+    suffix = path.suffix.lower()
+    if suffix not in _WEIGHT_SUFFIXES:
+        raise ValueError(f"weight file {str(path)!r}: unknown suffix {suffix!r}; use one of {_WEIGHT_SUFFIXES}")
+    if suffix == ".safetensors":
+        return _unwrap(load_file(str(path), device="cpu"), path)
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors: the file holds objects other than tensors and containers
-        raise ValueError(f"{str(path)!r} is not a plain weights file readable with weights_only=True: {err}") from err
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict")
-    return dict(state)
+    except Exception as err:  # pickle errors have many types; the message must name the file
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        reason = next((line for line in lines if "Unsupported global" in line), lines[0])  # torch's long text
+        raise ValueError(
+            f"cannot read {str(path)!r} with torch.load(weights_only=True): {reason} Only plain state dicts of "
+            "tensors are accepted (arbitrary pickled objects are never unpickled)."
+        ) from err
+    return _unwrap(state, path)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from mtlswin.models.configs import TINY_ENCODER, SwinClassifierConfig, SwinTinyConfig
+from mtlswin.models.configs import TEST_ENCODER, SwinClassifierConfig, SwinTinyConfig
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
 from mtlswin.models.registry import register_model
 from mtlswin.models.tasks import select_tasks
@@ -53,12 +53,12 @@ class SwinClassifier(nn.Module):
 
 
 @register_model(
-    "swin", SwinClassifierConfig, tiny=TINY_ENCODER, description="Swin Transformer classifier, depths 2-2-2-2"
+    "swin", SwinClassifierConfig, test=TEST_ENCODER, description="Swin Transformer classifier, depths 2-2-2-2"
 )
 def build_swin(config: SwinClassifierConfig) -> nn.Module:
     return apply_pretrained(SwinClassifier(config), config)
 
 
-@register_model("swin_tiny", SwinTinyConfig, tiny=TINY_ENCODER, description="Swin-T classifier, depths 2-2-6-2")
+@register_model("swin_tiny", SwinTinyConfig, test=TEST_ENCODER, description="Swin-T classifier, depths 2-2-6-2")
 def build_swin_tiny(config: SwinTinyConfig) -> nn.Module:
     return apply_pretrained(SwinClassifier(config), config)

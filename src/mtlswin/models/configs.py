@@ -16,8 +16,8 @@ __all__ = [
     "MTL_DECODERS",
     "MTL_SIZES",
     "MTL_TASKS",
-    "TINY_ENCODER",
-    "TINY_UNET",
+    "TEST_ENCODER",
+    "TEST_UNET",
     "JointSwinConfig",
     "JointSwinTinyConfig",
     "MTLSwinUnetConfig",
@@ -123,6 +123,11 @@ class MTLSwinUnetConfig(SwinUnetConfig):
         _check_choice("decoder", self.decoder, MTL_DECODERS)
         if self.depths is None:
             self.depths = MTL_SIZES[self.size]
+        elif self.size != "default" and tuple(self.depths) != MTL_SIZES[self.size]:
+            raise ValueError(
+                f"size {self.size!r} means depths {MTL_SIZES[self.size]}, but depths {tuple(self.depths)} is given; "
+                "give size or depths, not both"
+            )
 
 
 @dataclass
@@ -146,7 +151,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 # CPU-sized variants for tests and the demo: a forward+backward takes milliseconds. drop_path 0 so every
 # block sees a gradient on every step (stochastic depth could drop a whole tiny branch).
-TINY_ENCODER = {
+TEST_ENCODER = {
     "img_size": 32,
     "patch_size": 2,
     "window_size": 4,
@@ -156,4 +161,4 @@ TINY_ENCODER = {
     "drop_path_rate": 0.0,
 }
 # Three stages so the decoder has a middle stage (blocks + PatchExpand) as well as the first and last.
-TINY_UNET = {**TINY_ENCODER, "window_size": 2, "depths": (2, 2, 2), "num_heads": (1, 2, 2)}
+TEST_UNET = {**TEST_ENCODER, "window_size": 2, "depths": (2, 2, 2), "num_heads": (1, 2, 2)}

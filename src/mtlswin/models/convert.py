@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import torch
 from timm.models.swin_transformer import checkpoint_filter_fn
 from torch import nn
 
+from mtlswin.models.load_report import LoadReport, gray_kernel
+
 __all__ = [
     "FORMATS",
-    "LoadReport",
     "check_shapes",
     "detect_format",
     "from_authors_joint",
@@ -50,51 +49,6 @@ _ENCODER_PREFIXES = ("patch_embed.", "layers.", "norm.")
 _DECODER_PREFIXES = ("layers_up.", "concat_back_dim.", "norm_up.", "up.")
 _HEADS = {"head_cls.": "head.", "output.": "seg_head.", "output_reconstruction.": "rec_head."}
 _REBUILT = "buffer, rebuilt at construction"
-
-
-@dataclass
-class LoadReport:
-    """What a conversion did. ``loaded``/``mirrored``/``kept_init``/``missing`` are our keys; ``used``,
-    ``unexpected`` and ``ignored`` (key -> reason) are keys of the source; a complete conversion
-    accounts for every source key in exactly one of ``used``, ``ignored`` and ``unexpected``."""
-
-    source: str
-    loaded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # ours, should have come from the source, did not
-    unexpected: list[str] = field(default_factory=list)  # source keys with no place in our model
-    ignored: dict[str, str] = field(default_factory=dict)  # source keys dropped on purpose, with the reason
-    mirrored: list[str] = field(default_factory=list)  # decoder keys filled from encoder stages (Swin-Unet init)
-    kept_init: list[str] = field(default_factory=list)  # ours, not expected from this format (left at init)
-    used: list[str] = field(default_factory=list)  # source keys whose values went into the model
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing and not self.unexpected
-
-    def check(self, allow_partial: bool = False) -> LoadReport:
-        """Raise ``ValueError`` listing the keys if the load is partial and ``allow_partial`` is False."""
-        if self.complete or allow_partial:
-            return self
-        raise ValueError(
-            f"refusing a partial load from {self.source}: {len(self.missing)} missing key(s) "
-            f"{self.missing[:20]}{' ...' if len(self.missing) > 20 else ''}, {len(self.unexpected)} unexpected "
-            f"key(s) {self.unexpected[:20]}{' ...' if len(self.unexpected) > 20 else ''}. Check the model options "
-            "(sizes, tasks) match the checkpoint, or pass allow_partial=True (--allow-partial) to accept it"
-        )
-
-    def summary(self) -> str:
-        """Human-readable multi-line report (printed by ``mtlswin convert``)."""
-        lines = [
-            f"source: {self.source}",
-            f"loaded: {len(self.loaded)}",
-            f"mirrored (encoder -> decoder): {len(self.mirrored)}",
-            f"kept at init: {len(self.kept_init)}",
-            f"missing: {len(self.missing)}" + "".join(f"\n  {k}" for k in self.missing),
-            f"unexpected: {len(self.unexpected)}" + "".join(f"\n  {k}" for k in self.unexpected),
-            f"ignored: {len(self.ignored)}",
-        ]
-        lines += [f"  {n} x {reason}" for reason, n in sorted(Counter(self.ignored.values()).items())]
-        return "\n".join(lines)
 
 
 def strip_prefixes(state_dict: Mapping[str, torch.Tensor], *prefixes: str) -> dict[str, torch.Tensor]:
@@ -144,12 +98,13 @@ def map_encoder_state(src: Mapping[str, torch.Tensor], encoder: nn.Module) -> tu
 
 
 def _gray_patch_kernel(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """RGB kernel ``(C, 3, p, p)`` -> ``(C, 1, p, p)`` by summing channels: conv(repeat(x, 3)) == conv_sum(x)."""
+    """The file's patch kernel for a model with ``in_chans`` input channels (RGB summed to gray, see :func:`gray_kernel`)."""
     if weight.shape[1] == in_chans:
         return weight
-    if in_chans != 1:
+    gray = gray_kernel(weight, in_chans)
+    if gray is None:
         raise ValueError(f"patch embedding has {weight.shape[1]} input channels in the file, the model {in_chans}")
-    return weight.sum(dim=1, keepdim=True)
+    return gray
 
 
 def check_shapes(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], where: str) -> None:
@@ -190,6 +145,9 @@ def _load_encoder_into(
     """Map encoder keys ``src`` into ``state`` under ``prefix``; report source keys with the prefix ``sp``."""
     mapped, ignored, extra, unexpected = map_encoder_state(src, encoder)
     state.update({prefix + k: v for k, v in mapped.items()})
+    kernel = "patch_embed.proj.weight"
+    if kernel in src and kernel in mapped and src[kernel].shape != mapped[kernel].shape:
+        report.summed_rgb.append(prefix + kernel)
     report.used += [sp + k for k in src if k not in ignored and k not in extra and k not in unexpected]
     report.ignored.update({sp + k: why for k, why in ignored.items()})
     report.unexpected += [sp + k for k in unexpected]

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mtlswin.models.configs import TINY_ENCODER, JointSwinConfig, JointSwinTinyConfig
-from mtlswin.models.convert import LoadReport
+from mtlswin.models.configs import TEST_ENCODER, JointSwinConfig, JointSwinTinyConfig
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
+from mtlswin.models.load_report import LoadReport
 from mtlswin.models.registry import register_model
 from mtlswin.models.tasks import select_tasks
 from mtlswin.models.weights import apply_pretrained, load_encoder_weights
@@ -87,11 +87,11 @@ def _build(config: JointSwinConfig) -> nn.Module:
     return model
 
 
-@register_model("joint_swin", JointSwinConfig, tiny=TINY_ENCODER, description="Joint-SwinTransformer, depths 2-2-2-2")
+@register_model("joint_swin", JointSwinConfig, test=TEST_ENCODER, description="Joint-SwinTransformer, depths 2-2-2-2")
 def build_joint_swin(config: JointSwinConfig) -> nn.Module:
     return _build(config)
 
 
-@register_model("joint_swin_tiny", JointSwinTinyConfig, tiny=TINY_ENCODER, description="Joint-SwinTransformer, Swin-T")
+@register_model("joint_swin_tiny", JointSwinTinyConfig, test=TEST_ENCODER, description="Joint-SwinTransformer, Swin-T")
 def build_joint_swin_tiny(config: JointSwinTinyConfig) -> nn.Module:
     return _build(config)

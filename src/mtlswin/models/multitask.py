@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from mtlswin.models.configs import TINY_UNET, MTLSwinUnetConfig, SwinUnetConfig
+from mtlswin.models.configs import TEST_UNET, MTLSwinUnetConfig, SwinUnetConfig
 from mtlswin.models.decoder import SwinUnetDecoder
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
 from mtlswin.models.registry import register_model
@@ -99,13 +99,13 @@ class MTLSwinUnet(SwinUnet):
     cam_reshape = staticmethod(nhwc_to_nchw)
 
 
-@register_model("swin_unet", SwinUnetConfig, tiny=TINY_UNET, description="Swin-Unet segmentation")
+@register_model("swin_unet", SwinUnetConfig, test=TEST_UNET, description="Swin-Unet segmentation")
 def build_swin_unet(config: SwinUnetConfig) -> nn.Module:
     return apply_pretrained(SwinUnet(config, tasks=("seg",)), config)
 
 
 @register_model(
-    "mtl_swin_unet", MTLSwinUnetConfig, tiny=TINY_UNET, description="MTL-Swin-Unet (cls+seg | cls+rec | cls+seg+rec)"
+    "mtl_swin_unet", MTLSwinUnetConfig, test=TEST_UNET, description="MTL-Swin-Unet (cls+seg | cls+rec | cls+seg+rec)"
 )
 def build_mtl_swin_unet(config: MTLSwinUnetConfig) -> nn.Module:
     model = MTLSwinUnet(config, tasks=tuple(config.tasks.split("+")), decoder=config.decoder)

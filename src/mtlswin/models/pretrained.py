@@ -8,7 +8,8 @@ must be filled except a classifier head (``head_prefixes``) whose shape differs 
 classes vs our 2), and no key of the file may be left over except such head keys.
 
 A 3-channel (RGB) first convolution is loaded into our 1-channel one by summing its kernel over the
-input channels: ``conv(gray, sum_c W_c) == conv(repeat(gray, 3), W)``.
+input channels (:func:`mtlswin.models.load_report.gray_kernel`). Files are read by
+:func:`mtlswin.models.checkpoint.read_state_dict`.
 """
 
 from __future__ import annotations
@@ -17,18 +18,16 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlparse
 
-import torch
 from torch import Tensor, nn
+
+from mtlswin.models.checkpoint import read_state_dict
+from mtlswin.models.load_report import LoadReport, gray_kernel
 
 __all__ = [
     "LOCAL_ALTERNATIVE",
-    "LoadReport",
     "hub_reachable",
-    "load_local_weights",
     "load_weights_into",
     "resolve_pretrained",
     "timm_pretrained_state_dict",
@@ -38,27 +37,7 @@ logger = logging.getLogger(__name__)
 
 LOCAL_ALTERNATIVE = "pretrained: /path/to/weights.pth"
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "TIMM_OFFLINE")
-_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state")
 _WRAPPER_PREFIXES = ("module.", "net.", "backbone.", "model.")
-_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
-
-
-@dataclass
-class LoadReport:
-    """What :func:`load_weights_into` did: keys loaded, head keys skipped, keys missing / unexpected."""
-
-    source: str
-    loaded: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # head keys of the file left out (shape differs / absent)
-    missing: list[str] = field(default_factory=list)  # keys of the module not filled (only head keys allowed)
-    unexpected: list[str] = field(default_factory=list)  # keys of the file with no place in the module
-    summed_rgb: list[str] = field(default_factory=list)  # first-conv kernels summed from 3 to 1 channel
-
-    def summary(self) -> str:
-        return (
-            f"weights from {self.source}: {len(self.loaded)} loaded, {len(self.skipped)} head keys skipped, "
-            f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, RGB->gray summed: {self.summed_rgb}"
-        )
 
 
 def _env_offline() -> bool:
@@ -130,7 +109,7 @@ def timm_pretrained_state_dict(timm_name: str, timeout: float = 1.5) -> dict[str
 
     Uses the local Hugging Face cache when the weights are there; otherwise timm downloads them.
     Offline (``HF_HUB_OFFLINE=1``, or the weights' host does not answer within ``timeout`` seconds)
-    it raises a ``RuntimeError`` at once, naming the local-file alternative, instead of waiting for
+    it raises a ``ConnectionError`` at once, naming the local-file alternative, instead of waiting for
     the retries of the download.
     """
     hf_hub_id, host = _pretrained_source(timm_name)
@@ -139,7 +118,7 @@ def timm_pretrained_state_dict(timm_name: str, timeout: float = 1.5) -> dict[str
         return _timm_weights(timm_name, cached)
     if _env_offline() or not hub_reachable(host, timeout=timeout):
         why = "offline mode is set (HF_HUB_OFFLINE)" if _env_offline() else f"{host} cannot be reached"
-        raise RuntimeError(
+        raise ConnectionError(
             f"cannot download timm's pretrained weights of {timm_name!r}: {why} and they are not in the "
             f"local cache. Download them on a machine that is online (timm.create_model({timm_name!r}, "
             f"pretrained=True) and torch.save(model.state_dict(), 'weights.pth')), then set "
@@ -148,56 +127,13 @@ def timm_pretrained_state_dict(timm_name: str, timeout: float = 1.5) -> dict[str
     return _timm_weights(timm_name, None)
 
 
-def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
-    """Descend through ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers to a flat tensor dict."""
-    while isinstance(obj, dict):
-        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"{path} holds no state dict (found {type(obj).__name__}); save model.state_dict()")
-    bad = [str(k) for k, v in obj.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise ValueError(f"{path}: entries that are not tensors: {bad[:10]}; save model.state_dict() only")
-    return dict(obj)
-
-
-def load_local_weights(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a state dict from ``.pth``/``.pt``/``.bin``/``.ckpt`` (``weights_only=True``) or ``.safetensors``.
-
-    Wrappers ``{"model": sd}``, ``{"state_dict": sd}`` (official Swin, Lightning) are unwrapped.
-    Errors name the file.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights file {path} does not exist; give an existing file or pretrained: null"
-        )
-    suffix = path.suffix.lower()
-    if suffix not in _WEIGHT_SUFFIXES:
-        raise ValueError(f"pretrained weights file {path}: unknown suffix {suffix!r}; use one of {_WEIGHT_SUFFIXES}")
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return _unwrap(load_file(str(path), device="cpu"), path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors have many types; the message must name the file
-        raise ValueError(
-            f"cannot read {path} with torch.load(weights_only=True): {exc}. Only plain state dicts of tensors "
-            "are accepted (arbitrary pickled objects are never unpickled)."
-        ) from exc
-    return _unwrap(obj, path)
-
-
 def resolve_pretrained(pretrained: str | None, timm_name: str) -> tuple[dict[str, Tensor], str] | None:
     """``(state_dict, source)`` for a config's ``pretrained`` value, or ``None`` for random init."""
     if pretrained is None or pretrained == "":
         return None
     if pretrained == "timm":
         return timm_pretrained_state_dict(timm_name), f"timm:{timm_name}"
-    return load_local_weights(pretrained), str(pretrained)
+    return read_state_dict(pretrained), str(pretrained)
 
 
 def _strip_wrapper_prefixes(state_dict: dict[str, Tensor], target_keys: set[str]) -> dict[str, Tensor]:
@@ -226,22 +162,27 @@ def _match_keys(
 ) -> tuple[dict[str, Tensor], list[str]]:
     """Tensors of ``sd`` that fit ``target`` (RGB first conv summed), and the shape mismatches.
 
-    Fills ``report.skipped`` (head keys left out), ``report.unexpected`` and ``report.summed_rgb``.
+    Fills ``report.ignored`` (head keys left out), ``report.unexpected`` and ``report.summed_rgb``.
     """
+    head = "classifier head absent from the model or of another shape (kept at init)"
     mismatched: list[str] = []
     to_load: dict[str, Tensor] = {}
     for key, value in sd.items():
         if key not in target:
-            (report.skipped if _is_head(key, head_prefixes) else report.unexpected).append(key)
+            if _is_head(key, head_prefixes):
+                report.ignored[key] = head
+            else:
+                report.unexpected.append(key)
             continue
         want = target[key].shape
-        if value.ndim == 4 and len(want) == 4 and value.shape[1] == 3 and want[1] == 1:
-            value = value.sum(dim=1, keepdim=True)  # RGB kernel -> gray kernel (same output on a repeated gray image)
+        gray = gray_kernel(value, want[1]) if len(want) == 4 else None
+        if gray is not None:
+            value = gray
             report.summed_rgb.append(key)
         if value.shape == want:
             to_load[key] = value
         elif _is_head(key, head_prefixes):
-            report.skipped.append(key)
+            report.ignored[key] = head
         else:
             mismatched.append(f"{key}: file {tuple(value.shape)} vs model {tuple(want)}")
     return to_load, mismatched

@@ -9,30 +9,33 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-__all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "register_model", "tiny_overrides"]
+from mtlswin.typecheck import check_type
+
+__all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "register_model", "test_overrides"]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: how to build it and how to make it tiny for tests and CPU demos."""
+    """A registered model: how to build it and how to make it small enough for CPU tests."""
 
     name: str
     config_cls: type  # a dataclass holding every knob of the model
     builder: Callable[[Any], nn.Module]  # config instance -> model
-    tiny: dict[str, Any]  # overrides giving a model small enough for CPU tests
+    test: dict[str, Any]  # overrides giving a model small enough for CPU tests (not Swin-T's "tiny")
     description: str = ""
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, config_cls: type, tiny: dict[str, Any] | None = None, description: str = ""):
+def register_model(name: str, config_cls: type, test: dict[str, Any] | None = None, description: str = ""):
     """Decorator registering ``builder(config) -> nn.Module`` under ``name``."""
 
     def wrap(builder: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
@@ -40,14 +43,25 @@ def register_model(name: str, config_cls: type, tiny: dict[str, Any] | None = No
             raise ValueError(f"model {name!r} is registered twice")
         if not dataclasses.is_dataclass(config_cls):
             raise TypeError(f"config_cls of {name!r} must be a dataclass")
-        _REGISTRY[name] = ModelEntry(name, config_cls, builder, dict(tiny or {}), description)
+        _REGISTRY[name] = ModelEntry(name, config_cls, builder, dict(test or {}), description)
         return builder
 
     return wrap
 
 
+def _initials(name: str) -> str:
+    return "".join(part[0] for part in name.split("_") if part)
+
+
 def closest_name(word: str, choices: list[str]) -> str | None:
-    """The entry of ``choices`` closest to ``word`` (for "did you mean" messages), None if there is none."""
+    """The entry of ``choices`` closest to ``word`` (for "did you mean" messages), None if there is none.
+
+    An abbreviation counts as closest: ``learning_rate`` -> ``lr`` (initials), ``lr`` -> ``learning_rate``;
+    otherwise the most similar spelling (:func:`difflib.get_close_matches`).
+    """
+    abbreviations = [c for c in choices if _initials(word) == c or _initials(c) == word]
+    if len(abbreviations) == 1 and "_" in (word + abbreviations[0]):
+        return abbreviations[0]
     match = difflib.get_close_matches(word, choices, n=1, cutoff=0.0)
     return match[0] if match else None
 
@@ -71,12 +85,13 @@ def build_config(name: str, **overrides: Any) -> Any:
     """The config dataclass of ``name`` with ``overrides`` applied; unknown keys are an error."""
     entry = get_entry(name)
     fields = [f.name for f in dataclasses.fields(entry.config_cls)]
+    hints = typing.get_type_hints(entry.config_cls)
     for key in overrides:
         if key not in fields:
             raise ValueError(
                 f"model {name!r} has no option {key!r}{_closest(key, fields)}; options: {', '.join(fields)}"
             )
-    return entry.config_cls(**overrides)
+    return entry.config_cls(**{key: check_type(key, value, hints[key]) for key, value in overrides.items()})
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
@@ -98,9 +113,12 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def tiny_overrides(name: str) -> dict[str, Any]:
-    """Overrides that make ``name`` tiny (for tests and the CPU demo)."""
-    return dict(get_entry(name).tiny)
+def test_overrides(name: str) -> dict[str, Any]:
+    """Overrides that make ``name`` small enough for CPU tests (img_size 32, a few channels)."""
+    return dict(get_entry(name).test)
+
+
+test_overrides.__test__ = False  # a library function, not a pytest test, when a test module imports it
 
 
 def _import_model_modules() -> None:

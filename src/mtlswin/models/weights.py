@@ -15,6 +15,7 @@ from torch import nn
 from mtlswin.models import convert
 from mtlswin.models.checkpoint import read_checkpoint, read_state_dict, save_model
 from mtlswin.models.configs import MTL_SIZES
+from mtlswin.models.load_report import LoadReport
 from mtlswin.models.registry import create_model, get_entry
 
 __all__ = [
@@ -85,7 +86,7 @@ def apply_pretrained(model: nn.Module, config: Any) -> nn.Module:
     return model
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path) -> convert.LoadReport:
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> LoadReport:
     """Load a ``SwinEncoder`` from the encoder part of a segmentation checkpoint; any key mismatch raises.
 
     ``path``: our checkpoint (``.safetensors`` or a run folder holding ``model.safetensors``) of a
@@ -95,13 +96,13 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> convert.LoadRe
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         state, meta = read_checkpoint(path)
-        report = convert.LoadReport(f"{path} ({meta.get('model', '?')})")
+        report = LoadReport(f"{path} ({meta.get('model', '?')})")
         mapped = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
         report.ignored = {k: "not part of the encoder" for k in state if not k.startswith("encoder.")}
         report.used = [k for k in state if k.startswith("encoder.")]
     else:
         src = convert.strip_prefixes(read_state_dict(path), "module.", "swin_unet.")
-        report = convert.LoadReport(f"{path} (Swin-Unet layout)")
+        report = LoadReport(f"{path} (Swin-Unet layout)")
         enc = {k: v for k, v in src.items() if k.startswith(("patch_embed.", "layers.", "norm."))}
         mapped, ignored, extra, unexpected = convert.map_encoder_state(enc, encoder)
         report.ignored = {**ignored, **{k: "not part of the encoder" for k in src if k not in enc}}
@@ -153,7 +154,7 @@ def convert_file(
     model_name: str | None = None,
     overrides: dict | None = None,
     allow_partial: bool = False,
-) -> tuple[nn.Module, convert.LoadReport]:
+) -> tuple[nn.Module, LoadReport]:
     """Read a foreign checkpoint, build our model (options inferred from the file, then ``overrides``),
     convert the weights and save our checkpoint to ``out``. Returns ``(model, report)``."""
     if fmt not in CONVERTERS:

@@ -1,4 +1,24 @@
-"""The paper's Table 1 (Hirata & Ohkita), as reported, for orientation beside our results."""
+"""The paper's Table 1 (Hirata & Ohkita): its row labels, and its numbers as reported, for orientation.
+
+No imports: the CLI (``reproduce --help``) and the report read this at start-up.
+"""
+
+# The 12 rows of the paper's Table 1 in its order: config/run name -> the paper's label.
+TABLE1_LABELS = {
+    "unet": "U-Net",
+    "swin_unet": "Swin-Unet",
+    "resnet152": "ResNet152",
+    "swin": "Swin Transformer",
+    "swin_tiny": "Swin Transformer-tiny",
+    "joint_learning": "Joint-Learning",
+    "joint_swin": "Joint-SwinTransformer",
+    "joint_swin_tiny": "Joint-SwinTransformer-tiny",
+    "mtl_cls_rec": "MTL-Swin-Unet (cls+rec)",
+    "mtl_cls_seg": "MTL-Swin-Unet (cls+seg)",
+    "mtl_cls_seg_rec": "MTL-Swin-Unet (cls+seg+rec)",
+    "mtl_tiny_cls_seg_rec": "MTL-Swin-Unet-tiny (cls+seg+rec)",
+}
+
 
 PAPER_TABLE1_MD = """\
 | Method | IoU | acc A | prec A | rec A | F1 A | AUC A | acc B | prec B | rec B | F1 B | AUC B |
@@ -16,5 +36,5 @@ PAPER_TABLE1_MD = """\
 | MTL-Swin-Unet (cls+seg+rec) | .811 | .961 | .852 | .809 | .903 | .967 | .756 | .276 | .667 | .618 | .799 |
 | MTL-Swin-Unet-tiny (cls+seg+rec) | .773 | .960 | .841 | .810 | .901 | .973 | .752 | .282 | .705 | .623 | .790 |
 """
-# Test A = hospitals 1-4 (10% of hospital 1); test B = hospitals 5-11 (covariate shift).
+# Test A = a held-out 10% of hospital 1 (trained on hospitals 1-4); test B = hospitals 5-11 (covariate shift).
 # F1 is the macro F1 over both classes (see SPEC.md).

@@ -17,23 +17,12 @@ __all__ = [
     "binary_f1",
     "classification_metrics",
     "group_accuracy",
-    "labels_from_confusion",
 ]
-
-
-def labels_from_confusion(tp: int, fp: int, fn: int, tn: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_pred)`` arrays that have exactly this confusion matrix (for known-answer tests)."""
-    y_true = np.array([1] * tp + [0] * fp + [1] * fn + [0] * tn, dtype=np.int64)
-    y_pred = np.array([1] * tp + [1] * fp + [0] * fn + [0] * tn, dtype=np.int64)
-    return y_true, y_pred
 
 
 def binary_auc(y_true: np.ndarray, prob: np.ndarray) -> float:
     """ROC AUC of the positive-class probability; NaN when ``y_true`` holds one class only."""
     return float(roc_auc_score(y_true, prob)) if len(np.unique(y_true)) == 2 else float("nan")
-
-
-_auc = binary_auc
 
 
 def binary_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
@@ -77,7 +66,7 @@ def classification_metrics(
         "f1_pos": f1_each[1],
         "f1_neg": f1_each[0],
         "f1_macro": f1_score(y_true, y_pred, labels=[0, 1], average="macro", zero_division=0),
-        "auc": _auc(y_true, np.asarray(prob)) if prob is not None else float("nan"),
+        "auc": binary_auc(y_true, np.asarray(prob)) if prob is not None else float("nan"),
         "tp": tp,
         "fp": fp,
         "fn": fn,

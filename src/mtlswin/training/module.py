@@ -3,6 +3,8 @@
 Logged (TensorBoard + CSV): ``train/loss`` and ``train/<task>`` per step and epoch, ``train/lr``;
 ``val/loss``, ``val/<task>``, and per epoch ``val/auc``, ``val/acc``, ``val/f1_macro``, ``val/f1_pos``
 (classification models) and ``val/iou`` (hematoma class, models with a segmentation head).
+``train/seg`` and ``val/seg`` are weighted by the number of slices with a mask (a train step without
+any mask logs no ``train/seg``), so slices without masks do not pull the segmentation loss towards 0.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
+from mtlswin.config import TrainConfig
 from mtlswin.training.losses import MultitaskLoss
 from mtlswin.training.schedule import build_optimizer, build_scheduler
 
@@ -38,25 +41,24 @@ class MTLModule(pl.LightningModule):
 
     Args:
         model: the network; ``model.tasks`` says which outputs it has.
-        train: the ``train`` config section as a dict (lr, momentum, weight_decay, poly_power,
-            loss_weights, uncertainty_weighting, seed, threshold).
+        train: the ``train`` config section (:class:`mtlswin.config.TrainConfig`: lr, momentum,
+            weight_decay, poly_power, loss_weights, uncertainty_weighting, seed, threshold); its
+            defaults are the only ones.
         run_config: the whole resolved config (``Config.to_dict()``), saved as ``checkpoint["mtlswin_config"]``.
     """
 
-    def __init__(self, model: nn.Module, train: dict[str, Any], run_config: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: nn.Module, train: TrainConfig, run_config: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.model = model
         self.run_config = run_config  # stored in every checkpoint, so a .ckpt alone rebuilds the model
-        self.train_cfg = dict(train)
+        self.train_cfg = train
         self.tasks = tuple(model.tasks)
-        self.loss_fn = MultitaskLoss(
-            self.tasks, self.train_cfg.get("loss_weights"), bool(self.train_cfg.get("uncertainty_weighting"))
-        )
+        self.loss_fn = MultitaskLoss(self.tasks, train.loss_weights, train.uncertainty_weighting)
         self.val_cls = MetricCollection(
             {
                 "auc": BinaryAUROC(),
-                "acc": BinaryAccuracy(threshold=float(self.train_cfg.get("threshold", 0.5))),
-                "f1_pos": BinaryF1Score(threshold=float(self.train_cfg.get("threshold", 0.5))),
+                "acc": BinaryAccuracy(threshold=train.threshold),
+                "f1_pos": BinaryF1Score(threshold=train.threshold),
             }
         )
         self.val_f1_macro = MulticlassF1Score(num_classes=2, average="macro")
@@ -74,13 +76,18 @@ class MTLModule(pl.LightningModule):
             f"{stage}/loss", total, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=not on_step
         )
         for task, value in parts.items():
-            self.log(f"{stage}/{task}", value, on_step=on_step, on_epoch=True, batch_size=bs, sync_dist=not on_step)
+            # seg: a mean over the slices with a mask, so weighted by their number. A train step without
+            # any logs nothing; a validation step logs weight 0 (synced: every rank must log the same keys).
+            n = int(batch["has_mask"].sum()) if task == "seg" else bs
+            if n == 0 and on_step:
+                continue
+            self.log(f"{stage}/{task}", value, on_step=on_step, on_epoch=True, batch_size=n, sync_dist=not on_step)
         return total, outputs
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Reseed the global RNG per optimiser step: stochastic layers (drop path) then depend only on
         # (seed, step, rank), so a run resumed mid-epoch draws exactly what the uninterrupted run drew.
-        seed = int(self.train_cfg.get("seed", 0)) * 1_000_003 + self.global_step * 1009 + self.global_rank
+        seed = self.train_cfg.seed * 1_000_003 + self.global_step * 1009 + self.global_rank
         torch.manual_seed(seed)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -96,7 +103,7 @@ class MTLModule(pl.LightningModule):
         if "logits" in outputs:
             prob = outputs["logits"].float().softmax(dim=1)[:, 1]
             self.val_cls.update(prob, batch["label"])
-            pred = (prob >= float(self.train_cfg.get("threshold", 0.5))).long()
+            pred = (prob >= self.train_cfg.threshold).long()
             self.val_f1_macro.update(pred, batch["label"])
         if "seg" in outputs:
             sel = batch["has_mask"].bool()  # IoU only on slices that have a mask
@@ -137,18 +144,8 @@ class MTLModule(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.train_cfg
         trainable = nn.ModuleDict({"model": self.model, "loss": self.loss_fn})  # uncertainty weights included
-        optimizer = build_optimizer(
-            trainable,
-            float(cfg.get("lr", 0.01)),
-            float(cfg.get("momentum", 0.9)),
-            float(cfg.get("weight_decay", 1e-4)),
-            name=str(cfg.get("optimizer", "sgd")),
-        )
+        optimizer = build_optimizer(trainable, cfg.lr, cfg.momentum, cfg.weight_decay, name=cfg.optimizer)
         scheduler = build_scheduler(
-            optimizer,
-            self._max_iter(),
-            schedule=str(cfg.get("schedule", "poly")),
-            power=float(cfg.get("poly_power", 0.9)),
-            warmup=int(cfg.get("warmup_steps", 0)),
+            optimizer, self._max_iter(), schedule=cfg.schedule, power=cfg.poly_power, warmup=cfg.warmup_steps
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

@@ -25,8 +25,8 @@ import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve
 
 from mtlswin.io import atomic_path, atomic_write_text, created_dir
+from mtlswin.pipeline.paper_table import TABLE1_LABELS
 from mtlswin.runs import trained_name
-from mtlswin.training.rows import TABLE1_LABELS
 
 __all__ = ["RunResult", "load_results", "table1", "write_report"]
 

@@ -6,7 +6,7 @@ every epoch, for ``--resume``), ``checkpoints/best.ckpt`` (best ``train.monitor`
 ``metrics.csv``), ``skipped_rows.csv`` (with ``data.on_bad_row: skip``) and ``model.safetensors`` (the best
 weights via ``mtlswin.models.save_model``). Checkpoints are written atomically (:mod:`.checkpoint_io`).
 
-Several GPUs or nodes: ``--set trainer.devices=N trainer.num_nodes=M`` (``trainer.strategy=ddp``); Lightning
+Several GPUs or nodes: ``--set trainer.devices=N --set trainer.num_nodes=M`` (``--set trainer.strategy=ddp``); Lightning
 launches the processes itself, or picks up those of ``torchrun`` / SLURM ``srun`` from their environment
 variables. The train sampler (``ResumableSampler``) shards by rank, so Lightning's own distributed sampler is
 switched off; after training, ``ddp_sync.json`` records the largest weight difference between the replicas.
@@ -32,6 +32,7 @@ from mtlswin.io import atomic_path, atomic_write_text, created_dir
 from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
 from mtlswin.training.module import MTLModule, default_monitor
+from mtlswin.training.quiet import quiet_lightning
 from mtlswin.training.resume import ResumableTrainLoader, TrainPosition
 
 __all__ = ["RunData", "build_datamodule", "build_model", "build_trainer", "train"]
@@ -91,8 +92,11 @@ def build_datamodule(config: Config, seed: int | None = None) -> Any:
     d = config.data
     if not d.manifest or not d.splits:
         raise ValueError(
-            "data.manifest and data.splits must be set (e.g. --set data.manifest=DIR/manifest.csv data.splits=DIR/splits.csv)"
+            "data.manifest and data.splits must be set (e.g. --set data.manifest=DIR/manifest.csv --set data.splits=DIR/splits.csv)"
         )
+    for key, path in (("manifest", d.manifest), ("splits", d.splits)):
+        if not Path(path).is_file():
+            raise ValueError(f"data.{key}: no file {str(path)!r} (relative paths are read from {str(Path.cwd())!r})")
     return CTDataModule(
         d.manifest,
         d.splits,
@@ -199,23 +203,24 @@ def _check_replicas(module: MTLModule, trainer: pl.Trainer, run_dir: Path) -> No
         atomic_write_text(run_dir / "ddp_sync.json", json.dumps(info))
 
 
+@quiet_lightning()
 def train(config: Config, resume: bool = False) -> Path:
-    """Train (or resume) the run of ``config``; returns the run folder."""
+    """Train (or resume) the run of ``config``; returns the run folder (Lightning's noise silenced: :mod:`.quiet`)."""
     run_dir = config.run_dir
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last_ckpt.is_file():
         raise ValueError(f"--resume: no checkpoint at {str(last_ckpt)!r}; train without --resume first")
     if not resume and last_ckpt.is_file():
         raise ValueError(f"run folder {str(run_dir)!r} already holds a run; resume it with --resume or set output.name")
+    data = RunData(build_datamodule(config))  # checks the data files first
     pl.seed_everything(config.train.seed, workers=True)
     # A fresh run that fails before its first checkpoint removes the folder it created (none is left half-made);
     # once last.ckpt exists the folder stays, to be resumed.
     with created_dir(run_dir, keep=last_ckpt.is_file):
-        data = RunData(build_datamodule(config))
         digest = config_digest(config)  # of the config as asked for: what `reproduce` compares before training
         resolve_input_norm(config, data.dm)
         stored = stored_config(config)
-        module = MTLModule(build_model(config), _train_dict(config), stored.to_dict())
+        module = MTLModule(build_model(config), config.train, stored.to_dict())
         compile_opt = config.trainer.get("compile")
         if compile_opt:  # true: inductor; a string names the torch.compile backend (e.g. "aot_eager")
             module.model.compile(**({"backend": compile_opt} if isinstance(compile_opt, str) else {}))  # keys unchanged
@@ -234,12 +239,6 @@ def train(config: Config, resume: bool = False) -> Path:
             best = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor)
             _export_best(module, run_dir, best.best_model_path)
     return run_dir
-
-
-def _train_dict(config: Config) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(config.train)
 
 
 def _write_skipped(dm: Any, run_dir: Path, trainer: pl.Trainer) -> None:

@@ -1,4 +1,4 @@
-"""A tiny synthetic data set for tests (not the phantom generator: just enough to learn in a few steps).
+"""Test fixtures: a tiny synthetic data set (not the phantom: just enough to learn in a few steps), CT DICOM files.
 
 ``make_tiny_data(root, n=64, size=32, seed=0)`` writes ``n`` slices as 8-bit PNG (already
 windowed: ``load_slice`` returns value / 255), masks as 0/255 PNG, ``manifest.csv`` and

@@ -1,0 +1,52 @@
+"""Lightning's messages that tell our users nothing, silenced during our own training runs only.
+
+:func:`quiet_lightning` (a context manager and a decorator) drops, while it is active:
+
+- "Experiment logs directory ... exists and is not empty": the TensorBoard and CSV loggers share
+  ``RUN/logs`` by design, so the second one always finds the first one's files (a resumed run's
+  ``metrics.csv`` is kept by :func:`mtlswin.training.train.train` itself);
+- "The number of training batches (N) is smaller than the logging interval": small data sets; the
+  epoch metrics are logged at every epoch end regardless;
+- torch's "`isinstance(treespec, LeafSpec)` is deprecated", raised inside Lightning's own code;
+- the "Tip: ... litlogger" line Lightning logs when a Trainer is built.
+
+Each is matched by the start of its message, so every other warning (ours, Lightning's, torch's)
+still shows; outside the context nothing is filtered.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["NOISE_WARNINGS", "quiet_lightning"]
+
+NOISE_WARNINGS = (
+    r"Experiment logs directory .* exists and is not empty",
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+_NOISE_INFO = ("💡 Tip: For seamless cloud logging",)
+_LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_NOISE_INFO)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence the Lightning messages listed in the module docstring while the block (or function) runs."""
+    logger = logging.getLogger(_LIGHTNING_INFO_LOGGER)
+    drop = _DropNoise()
+    with warnings.catch_warnings():
+        for pattern in NOISE_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        logger.addFilter(drop)
+        try:
+            yield
+        finally:
+            logger.removeFilter(drop)
