@@ -305,7 +305,7 @@ def step_timer(warmup: int, steps: int, device: str):
 def end_to_end(key: str, args: argparse.Namespace, manifest: Path, splits: Path, work: Path) -> float:
     """Images/s of ``--steps`` real training steps of the ``key`` paper config (see the module doc)."""
     from mtlswin.training.module import MTLModule
-    from mtlswin.training.train import RunData, _train_dict, build_datamodule, build_model, build_trainer
+    from mtlswin.training.train import RunData, build_datamodule, build_model, build_trainer
 
     cache = Path(args.data) / "cache" if args.data else work / "cache"  # keyed by content: safe to share
     overrides = [f"data.manifest={manifest}", f"data.splits={splits}", f"data.cache_dir={cache}",
@@ -321,7 +321,7 @@ def end_to_end(key: str, args: argparse.Namespace, manifest: Path, splits: Path,
     )  # fmt: skip
     data = RunData(build_datamodule(config))
     torch.manual_seed(0)
-    module = MTLModule(build_model(config), _train_dict(config), config.to_dict())
+    module = MTLModule(build_model(config), config.train, config.to_dict())
     compile_opt = config.trainer.get("compile")
     if compile_opt:  # as mtlswin.training.train.train does
         module.model.compile(**({"backend": compile_opt} if isinstance(compile_opt, str) else {}))

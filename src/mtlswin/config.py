@@ -225,7 +225,7 @@ def _trainer_section(raw: Any) -> dict[str, Any]:
 def _trainer_hints() -> dict[str, Any]:
     from lightning.pytorch import Trainer
 
-    return {**typing.get_type_hints(Trainer.__init__), "compile": bool}
+    return {**typing.get_type_hints(Trainer.__init__), "compile": bool | str}
 
 
 def _check_devices(devices: Any) -> None:

@@ -128,6 +128,9 @@ def stored_config(config: Config) -> Config:
     return config
 
 
+DISPLAY_ONLY_TRAINER_KEYS = ("enable_progress_bar", "enable_model_summary")
+
+
 def config_digest(config: Config) -> str:
     """SHA-256 of a config, independent of where the run and its data lie (paths relative to the run folder).
 
@@ -142,6 +145,8 @@ def config_digest(config: Config) -> str:
     if raw["model"].get("frozen_encoder"):
         raw["model"]["frozen_encoder"] = os.path.relpath(raw["model"]["frozen_encoder"], run_dir)
     del raw["output"]["dir"]
+    for key in DISPLAY_ONLY_TRAINER_KEYS:  # what a run shows on the terminal does not change what it trains
+        raw["trainer"].pop(key, None)
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
