@@ -113,7 +113,8 @@ def table1_markdown(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series) -> str:
     """The Markdown table in the paper's layout."""
     head = ["Method", "seeds", "IoU"] + [f"{HEADERS[m]} {s[-1].upper()}" for s in SPLITS for m in METRICS]
     lines = [
-        "A = test A (hospitals 1-4), B = test B (hospitals 5-11); mean ± sd over seeds where there are several.",
+        "A = test A (held-out slices of hospital 1; the models trained on hospitals 1-4), B = test B (hospitals "
+        "5-11); mean ± sd over seeds where there are several.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
