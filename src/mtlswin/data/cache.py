@@ -31,6 +31,7 @@ import torch
 from mtlswin.data.manifest import Manifest
 from mtlswin.data.readers import Window, load_mask, load_slice, split_slice
 from mtlswin.data.transforms import resize_image, resize_mask
+from mtlswin.io import atomic_write_text
 
 CACHE_VERSION = 1
 DTYPES = ("uint8", "float16")
@@ -68,14 +69,7 @@ class _HashMemo:
 
     def save(self) -> None:
         if self.dirty:
-            _atomic_write_text(self.path, json.dumps(self.data))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+            atomic_write_text(self.path, json.dumps(self.data))
 
 
 def _settings(size: int, dtype: str, window: Window) -> dict:
