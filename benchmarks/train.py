@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation, allocator)")
     p.add_argument("--models", default="swin,mtl", help="comma-separated subset of: swin, mtl")
     p.add_argument("--skip-e2e", action="store_true", help="model-only rows only")
+    p.add_argument("--infer-only", action="store_true", help="inference rows only (implies --skip-e2e)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's)")
     p.add_argument("--slices", type=int, default=512, help="phantom slices written for the end-to-end rows")
@@ -67,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.device, args.img_size, args.batch_size = "cpu", 32, 4
         args.steps, args.warmup, args.slices = min(args.steps, 3), 1, 48
         args.workers = 0 if args.workers is None else args.workers
+    args.skip_e2e = args.skip_e2e or args.infer_only
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in PAPER_CONFIGS]
     if unknown:
@@ -219,8 +221,10 @@ def authors_fns(args: argparse.Namespace, x: torch.Tensor, batch: dict) -> dict[
     return {"authors train": (train_step, len(x)), "authors infer": (infer, len(x))}
 
 
-def time_interleaved(fns: dict[str, tuple[callable, int]], steps: int, warmup: int, device: str) -> dict[str, float]:
-    """Median seconds per call of each function, ``steps`` calls each, round-robin after ``warmup`` each."""
+def time_interleaved(
+    fns: dict[str, tuple[callable, int]], steps: int, warmup: int, device: str
+) -> dict[str, list[float]]:
+    """Seconds of each call of each function, ``steps`` calls each, round-robin after ``warmup`` each."""
     for fn, _ in fns.values():
         for _ in range(warmup):
             fn()
@@ -232,7 +236,7 @@ def time_interleaved(fns: dict[str, tuple[callable, int]], steps: int, warmup: i
             fn()
             sync(device)
             times[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def equivalence(args: argparse.Namespace) -> dict[str, float]:
@@ -305,7 +309,7 @@ def step_timer(warmup: int, steps: int, device: str):
 def end_to_end(key: str, args: argparse.Namespace, manifest: Path, splits: Path, work: Path) -> float:
     """Images/s of ``--steps`` real training steps of the ``key`` paper config (see the module doc)."""
     from mtlswin.training.module import MTLModule
-    from mtlswin.training.train import RunData, build_datamodule, build_model, build_trainer
+    from mtlswin.training.train import build_datamodule, build_model, build_trainer
 
     cache = Path(args.data) / "cache" if args.data else work / "cache"  # keyed by content: safe to share
     overrides = [f"data.manifest={manifest}", f"data.splits={splits}", f"data.cache_dir={cache}",
@@ -319,7 +323,7 @@ def end_to_end(key: str, args: argparse.Namespace, manifest: Path, splits: Path,
         limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, log_every_n_steps=max(1, total),
     )  # fmt: skip
-    data = RunData(build_datamodule(config))
+    data = build_datamodule(config)
     torch.manual_seed(0)
     module = MTLModule(build_model(config), config.train, config.to_dict())
     compile_opt = config.trainer.get("compile")
@@ -334,14 +338,21 @@ def end_to_end(key: str, args: argparse.Namespace, manifest: Path, splits: Path,
 
 
 # ---------------------------------------------------------------------------------------------- report
-def report(args: argparse.Namespace, seconds: dict[str, float], sizes: dict[str, int], e2e: dict[str, float]) -> list:
-    """Print the table and the ratios; returns the rows ``(label, img/s)``."""
-    rows = [(label, sizes[label] / t) for label, t in seconds.items()]
+def report(
+    args: argparse.Namespace, times: dict[str, list[float]], sizes: dict[str, int], e2e: dict[str, float]
+) -> list:
+    """Print the table (median img/s, and the quartiles of the repetitions) and the ratios of medians;
+    returns the rows ``(label, img/s)``."""
+    rows = [(label, sizes[label] / statistics.median(t)) for label, t in times.items()]
+    spread = {}
+    for label, t in times.items():
+        q1, _, q3 = statistics.quantiles(t, n=4) if len(t) > 1 else (t[0], t[0], t[0])
+        spread[label] = f"{sizes[label] / q3:.2f}-{sizes[label] / q1:.2f}"
     for key, rate in e2e.items():
         rows.append((f"{key} train end-to-end", rate))
-    print(f"\n{'row':<28} {'img/s':>10}")
+    print(f"\n{'row':<28} {'img/s':>10}  {'quartiles':>13}")
     for label, rate in rows:
-        print(f"{label:<28} {rate:>10.2f}")
+        print(f"{label:<28} {rate:>10.2f}  {spread.get(label, ''):>13}".rstrip())
     rate = dict(rows)
 
     def ratio(name: str, num: str, den: str, note: str) -> None:
@@ -381,7 +392,9 @@ def main(argv: list[str] | None = None) -> list:
     if "mtl" in args.models and (args.precision != "32" or args.compile):
         equivalence(args)
     fns = model_only_fns(args)
-    seconds = time_interleaved(fns, args.steps, args.warmup, args.device)
+    if args.infer_only:
+        fns = {k: v for k, v in fns.items() if " train" not in k}
+    times = time_interleaved(fns, args.steps, args.warmup, args.device)
     sizes = {k: n for k, (_, n) in fns.items()}
     e2e: dict[str, float] = {}
     if not args.skip_e2e:
@@ -389,7 +402,7 @@ def main(argv: list[str] | None = None) -> list:
             manifest, splits = phantom(args, Path(tmp) / "phantom")
             for key in args.models:
                 e2e[key] = end_to_end(key, args, manifest, splits, Path(tmp))
-    rows = report(args, seconds, sizes, e2e)
+    rows = report(args, times, sizes, e2e)
     bad = [label for label, r in rows if not (math.isfinite(r) and r > 0)]
     if bad:
         raise SystemExit(f"non-positive or non-finite rates: {bad}")

@@ -24,11 +24,15 @@ def test_cpu_smoke_prints_every_row_with_a_positive_rate():
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    table = dict(re.findall(r"^(\w[\w -]*?)\s{2,}([-\w.+]+)$", proc.stdout, flags=re.M))
+    found = re.findall(r"^(\w[\w -]*?)\s{2,}([-\w.+]+)(?:\s{2,}([\d.]+)-([\d.]+))?$", proc.stdout, flags=re.M)
+    table = {label: (rate, lo, hi) for label, rate, lo, hi in found}
     for row in ROWS:
         assert row in table, (row, proc.stdout)
-        rate = float(table[row])
+        rate = float(table[row][0])
         assert math.isfinite(rate) and rate > 0, (row, rate)
+        if "end-to-end" not in row:  # model-only rows: the quartiles of the repetitions bracket the median
+            lo, hi = float(table[row][1]), float(table[row][2])
+            assert lo <= rate <= hi, (row, lo, rate, hi)
     assert "authors" not in table  # no --authors: their rows are skipped
     assert re.search(r"^cost: mtl infer cls-only vs swin infer\s+\d+\.\d+x", proc.stdout, flags=re.M)
     hours = re.findall(r"^projected (swin|mtl): ([\d.]+) h per paper row", proc.stdout, flags=re.M)

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import pandas as pd
@@ -28,14 +26,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mtlswin.config import Config, save_config
+from mtlswin.data.datamodule import CTDataModule
 from mtlswin.io import atomic_path, atomic_write_text, created_dir
 from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
+from mtlswin.training.datamodule import TrainingData
 from mtlswin.training.module import MTLModule, default_monitor
 from mtlswin.training.quiet import quiet_lightning
-from mtlswin.training.resume import ResumableTrainLoader, TrainPosition
+from mtlswin.training.resume import TrainPosition
 
-__all__ = ["RunData", "build_datamodule", "build_model", "build_trainer", "train"]
+__all__ = ["build_datamodule", "build_model", "build_trainer", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def resolve_weights_path(path: str | Path) -> Path:
         ) from err
 
 
-def resolve_input_norm(config: Config, datamodule: Any) -> None:
+def resolve_input_norm(config: Config, datamodule: CTDataModule) -> None:
     """Fill ``model.input_mean`` / ``input_std`` from ``data.normalize`` (in place; saved in config.yaml).
 
     ``train-stats``: the mean and std of the train split's pixels (no augmentation), deterministic, so a
@@ -85,10 +85,9 @@ def build_model(config: Config) -> torch.nn.Module:
     return create_model(config.model.name, **options)
 
 
-def build_datamodule(config: Config, seed: int | None = None) -> Any:
-    """``CTDataModule`` from the ``data`` section (paths as written in the config)."""
-    from mtlswin.data.datamodule import CTDataModule
-
+def build_datamodule(config: Config, seed: int | None = None) -> TrainingData:
+    """The run's data module (a ``CTDataModule`` with a resumable train loader) from the ``data`` section
+    (paths as written in the config)."""
     d = config.data
     if not d.manifest or not d.splits:
         raise ValueError(
@@ -97,7 +96,7 @@ def build_datamodule(config: Config, seed: int | None = None) -> Any:
     for key, path in (("manifest", d.manifest), ("splits", d.splits)):
         if not Path(path).is_file():
             raise ValueError(f"data.{key}: no file {str(path)!r} (relative paths are read from {str(Path.cwd())!r})")
-    return CTDataModule(
+    return TrainingData(
         d.manifest,
         d.splits,
         target=d.target,
@@ -112,35 +111,6 @@ def build_datamodule(config: Config, seed: int | None = None) -> Any:
         seed=config.train.seed if seed is None else seed,
         eval_batch_size=d.eval_batch_size,
     )
-
-
-class RunData(pl.LightningDataModule):
-    """Lightning-facing view of a ``CTDataModule``: its train loader wrapped in :class:`ResumableTrainLoader`.
-
-    The loaders are requested inside ``fit`` (after DDP has started), so the DDP-aware sampler sees the
-    right rank and world size.
-    """
-
-    def __init__(self, datamodule: Any) -> None:
-        super().__init__()
-        self.dm = datamodule
-        self.position = TrainPosition(None)
-
-    def setup(self, stage: str | None = None) -> None:
-        self.dm.setup()
-
-    def train_dataloader(self) -> ResumableTrainLoader:
-        loader = ResumableTrainLoader(self.dm.train_dataloader(), lambda: self.trainer.current_epoch)
-        self.position.loader = loader
-        return loader
-
-    def batches_per_epoch(self, world_size: int = 1) -> int:
-        """Train batches per epoch on each of ``world_size`` ranks (ResumableSampler pads to equal shares)."""
-        n = len(self.dm.dataset("train", augment=True))
-        return math.ceil(math.ceil(n / world_size) / self.dm.batch_size)
-
-    def val_dataloader(self) -> Any:
-        return self.dm.val_dataloader()
 
 
 def _callbacks(config: Config, run_dir: Path, tasks: tuple[str, ...], position: TrainPosition) -> list[pl.Callback]:
@@ -212,13 +182,13 @@ def train(config: Config, resume: bool = False) -> Path:
         raise ValueError(f"--resume: no checkpoint at {str(last_ckpt)!r}; train without --resume first")
     if not resume and last_ckpt.is_file():
         raise ValueError(f"run folder {str(run_dir)!r} already holds a run; resume it with --resume or set output.name")
-    data = RunData(build_datamodule(config))  # checks the data files first
+    data = build_datamodule(config)  # checks the data files first
     pl.seed_everything(config.train.seed, workers=True)
     # A fresh run that fails before its first checkpoint removes the folder it created (none is left half-made);
     # once last.ckpt exists the folder stays, to be resumed.
     with created_dir(run_dir, keep=last_ckpt.is_file):
         digest = config_digest(config)  # of the config as asked for: what `reproduce` compares before training
-        resolve_input_norm(config, data.dm)
+        resolve_input_norm(config, data)
         stored = stored_config(config)
         module = MTLModule(build_model(config), config.train, stored.to_dict())
         compile_opt = config.trainer.get("compile")
@@ -232,18 +202,14 @@ def train(config: Config, resume: bool = False) -> Path:
         trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
         if old_log is not None:
             _merge_csv_log(run_dir, *old_log)
-        _write_skipped(data.dm, run_dir, trainer)
+        if trainer.is_global_zero:
+            data.write_skipped(run_dir)
         if trainer.world_size > 1:
             _check_replicas(module, trainer, run_dir)
         if trainer.is_global_zero:
             best = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor)
             _export_best(module, run_dir, best.best_model_path)
     return run_dir
-
-
-def _write_skipped(dm: Any, run_dir: Path, trainer: pl.Trainer) -> None:
-    if trainer.is_global_zero and hasattr(dm, "write_skipped"):
-        dm.write_skipped(run_dir)
 
 
 def _take_csv_log(run_dir: Path) -> tuple[pd.DataFrame, int, Path] | None:
