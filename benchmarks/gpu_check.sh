@@ -3,10 +3,10 @@
 # the speed tables of issue 13 at 224 px, batch 64.
 #   1. benchmarks/models.py: train/inference img/s of swin and MTL (shared / separate decoder), float32.
 #   2. benchmarks/train.py, swin and MTL cls+seg+rec (paper configs): model only and end to end (real
-#      `mtlswin train` steps on a phantom), in float32 (+ the authors' model if a checkout is given), bf16-mixed,
+#      `mtlswin train` steps on a phantom; CPU loader with workers, and the device cache), in float32 (+ the authors' model if a checkout is given), bf16-mixed,
 #      and bf16-mixed + torch.compile; bf16 / compiled outputs checked against float32 eager; projected hours of
 #      the paper's 12 rows.
-#   3. A short paper-config training run through the CLI (bf16), evaluated on both test sets.
+#   3. A short paper-config training run through the CLI (bf16, device cache), evaluated on both test sets.
 # Each step has its own time limit; a failed or timed-out step is reported and the next one runs.
 #
 # Usage:  bash benchmarks/gpu_check.sh OUTDIR [AUTHORS_CHECKOUT]
@@ -36,7 +36,7 @@ step() {  # step SECONDS LABEL COMMAND...: run with a time limit (x $scale), rep
 if [ -n "${MTLSWIN_CPU_SMOKE:-}" ]; then  # the limits are the GPU's; a shared CPU gets 20x by default
   device=cpu scale=${MTLSWIN_TIMEOUT_SCALE:-20}
   models_args=(--device cpu --batch 1 --size 224 --reps 1 --threads 2 --speed-only)
-  bench=(--cpu-smoke --steps 2 --compile-backend eager)
+  bench=(--cpu-smoke --steps 2 --compile-backend eager --device-cache)
   slices=60 size=64 epochs=1
   train_set=(model.img_size=32 model.patch_size=2 model.window_size=2 model.embed_dim=8 "model.depths=[2,2,2]"
              "model.num_heads=[1,2,2]" data.batch_size=4 data.num_workers=0 trainer.accelerator=cpu
@@ -46,7 +46,7 @@ else
   device=cuda scale=${MTLSWIN_TIMEOUT_SCALE:-1}
   nvidia-smi --query-gpu=name,memory.total --format=csv
   models_args=(--device cuda --batch 64 --size 224 --reps 5 --threads 8 --speed-only)
-  bench=(--device cuda --img-size 224 --batch-size 64 --steps 20 --warmup 5 --workers 8)
+  bench=(--device cuda --img-size 224 --batch-size 64 --steps 20 --warmup 5 --workers 8 --device-cache)
   slices=1400 size=256 epochs=2
   train_set=(data.num_workers=8 trainer.precision=bf16-mixed)
 fi
@@ -64,9 +64,11 @@ step 240 "train.py: bf16-mixed + torch.compile" \
   $py benchmarks/train.py "${bench[@]}" --precision bf16-mixed --compile --data "$out/phantom"
 
 common=(data.manifest="$out/phantom/manifest.csv" data.splits="$out/phantom/splits.csv" data.cache_dir="$out/cache"
-        model.pretrained=null output.dir="$out/runs" train.epochs=$epochs "${train_set[@]}")
+        data.device_cache=true model.pretrained=null output.dir="$out/runs" train.epochs=$epochs "${train_set[@]}")
+sets=()
+for kv in "${common[@]}"; do sets+=(--set "$kv"); done  # one --set per override
 step 120 "mtl_cls_seg_rec paper config, $epochs epochs ($device), then evaluate" \
-  $py -m mtlswin train configs/paper/mtl_cls_seg_rec.yaml --set "${common[@]}" --evaluate
+  $py -m mtlswin train configs/paper/mtl_cls_seg_rec.yaml "${sets[@]}" --evaluate
 if [ -f "$out/runs/mtl_cls_seg_rec/metrics.json" ]; then
   $py -c "import json,sys; m=json.load(open(sys.argv[1])); print({s: {k: m[s][k] for k in ('auc','acc','f1_macro','iou') if k in m[s]} for s in m})" "$out/runs/mtl_cls_seg_rec/metrics.json"
 fi

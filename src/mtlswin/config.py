@@ -69,6 +69,7 @@ class DataConfig:
     num_workers: int = 2
     cache_dir: str | None = None
     cache_dtype: str = "uint8"
+    device_cache: bool = False  # train split's cache on the training device, augmented there (needs cache_dir)
     on_bad_row: str = "error"  # "error" | "skip"
     normalize: Any = "none"  # "none" | "train-stats" (mean/std of the train split) | [mean, std]: the model's
     # input standardisation (model.input_mean / input_std, saved with the weights); see mtlswin.models.input_norm
@@ -294,6 +295,8 @@ def _check_values(config: Config) -> None:
     _check_choice("data.augment", data.augment, POLICIES)
     _check_choice("data.on_bad_row", data.on_bad_row, ("error", "skip"))
     _check_choice("data.cache_dtype", data.cache_dtype, DTYPES)
+    if data.device_cache and not data.cache_dir:
+        raise ValueError("data.device_cache: true needs data.cache_dir (the cache is what is moved to the device)")
     name = config.output.name
     if not name or name in (".", "..") or "/" in name or "\\" in name or ".." in name:
         raise ValueError(

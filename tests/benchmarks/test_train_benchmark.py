@@ -14,13 +14,14 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "train.py"
 ROWS = ["swin train", "swin infer", "mtl train", "mtl infer", "mtl infer cls-only",
-        "swin train end-to-end", "mtl train end-to-end"]  # fmt: skip
+        "swin train end-to-end", "mtl train end-to-end",
+        "swin train end-to-end device-cache", "mtl train end-to-end device-cache"]  # fmt: skip
 
 
 def test_cpu_smoke_prints_every_row_with_a_positive_rate():
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--cpu-smoke", "--steps", "2", "--threads", "1"],
+        [sys.executable, str(BENCH), "--cpu-smoke", "--steps", "2", "--threads", "1", "--device-cache"],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -35,8 +36,14 @@ def test_cpu_smoke_prints_every_row_with_a_positive_rate():
             assert lo <= rate <= hi, (row, lo, rate, hi)
     assert "authors" not in table  # no --authors: their rows are skipped
     assert re.search(r"^cost: mtl infer cls-only vs swin infer\s+\d+\.\d+x", proc.stdout, flags=re.M)
-    hours = re.findall(r"^projected (swin|mtl): ([\d.]+) h per paper row", proc.stdout, flags=re.M)
-    assert [k for k, _ in hours] == ["swin", "mtl"] and all(float(h) > 0 for _, h in hours)
+    hours = re.findall(r"^projected (swin|mtl)( device-cache)?: ([\d.]+) h per paper row", proc.stdout, flags=re.M)
+    assert [(k, v) for k, v, _ in hours] == [
+        ("swin", ""),
+        ("swin", " device-cache"),
+        ("mtl", ""),
+        ("mtl", " device-cache"),
+    ]
+    assert all(float(h) > 0 for _, _, h in hours)
 
 
 def test_missing_authors_checkout_is_skipped_and_bad_models_refused(tmp_path):

@@ -131,6 +131,12 @@ def test_bad_values_are_errors_at_load_time_naming_the_key(override, message):
     assert message in str(info.value)
 
 
+def test_device_cache_without_a_cache_dir_is_an_error_at_load_time():
+    with pytest.raises(ValueError, match=r"data\.device_cache: true needs data\.cache_dir"):
+        load_config(PAPER / "swin.yaml", ["data.cache_dir=null", "data.device_cache=true"])
+    assert load_config(PAPER / "swin.yaml", ["data.device_cache=true"]).data.device_cache is True
+
+
 def test_mtl_size_with_other_depths_is_an_error_in_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"model": {"name": "mtl_swin_unet", "size": "tiny", "depths": [2, 2, 2, 2]}}))

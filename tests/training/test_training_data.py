@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 from training_helpers import tiny_config
 
 from mtlswin.config import load_config
 from mtlswin.data.datamodule import CTDataModule
+from mtlswin.data.device_cache import BatchRequest
 from mtlswin.training.datamodule import TrainingData
 from mtlswin.training.resume import ResumableTrainLoader
 from mtlswin.training.train import build_datamodule
@@ -35,3 +37,53 @@ def test_build_datamodule_gives_a_resumable_ctdatamodule(tmp_path, tiny_data):
     assert len(resumed) == len(full) - 2
     for a, b in zip(full[2:], resumed, strict=True):  # same slices, same augmentation draws
         assert torch.equal(a["index"], b["index"]) and torch.equal(a["image"], b["image"])
+
+
+def _device_and_cpu_data(tmp_path, tiny_data):
+    """The same run's data module twice: CPU loader, and device cache (on the CPU here, the only device)."""
+    data = {"batch_size": 8, "cache_dir": str(tmp_path / "cache")}
+    cpu = build_datamodule(load_config(tiny_config(tmp_path, tiny_data, "cpu", data=data)))
+    dev = build_datamodule(load_config(tiny_config(tmp_path, tiny_data, "dev", data={**data, "device_cache": True})))
+    dev.trainer = SimpleNamespace(lightning_module=SimpleNamespace(device=torch.device("cpu")), current_epoch=1)
+    cpu.trainer = SimpleNamespace(current_epoch=1)
+    return cpu, dev
+
+
+def test_device_cache_batches_equal_those_of_the_cpu_loader(tmp_path, tiny_data):
+    cpu, dev = _device_and_cpu_data(tmp_path, tiny_data)
+    requests = list(dev.train_dataloader())  # epoch 1 (from the trainer): not the first epoch's draws
+    assert all(isinstance(r, BatchRequest) for r in requests)
+    built = [dev.on_after_batch_transfer(r, 0) for r in requests]
+    expected = list(cpu.train_dataloader())
+    assert len(built) == len(expected) == cpu.batches_per_epoch()
+    rotated = 0
+    for a, b in zip(expected, built, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            if key == "patient_id":
+                assert a[key] == b[key]
+                continue
+            assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
+            if key == "image":
+                assert (a[key] - b[key]).abs().max().item() <= 1e-6
+            else:
+                assert torch.equal(a[key], b[key]), key
+        rotated += int(sum(r.draws.rotate.sum() for r in requests))
+    assert rotated > 0  # the free rotation ran on the device path
+    assert dev.on_after_batch_transfer(expected[0], 0) is expected[0]  # a ready batch passes through
+
+
+def test_device_cache_run_trains_like_the_cpu_loader(tmp_path, tiny_data):
+    """A run with the device cache ends with the weights of the same run on the CPU loader (paper policy)."""
+    from mtlswin.models.checkpoint import read_state_dict
+    from mtlswin.training.train import train
+
+    data = {"cache_dir": str(tmp_path / "cache"), "augment": "paper"}
+    train_opts = {"epochs": 2, "lr": 0.05, "seed": 0, "checkpoint_every_n_steps": 0}
+    runs = [train(load_config(tiny_config(tmp_path, tiny_data, name, data={**data, "device_cache": on},
+                                          train=train_opts)))
+            for name, on in (("cpu", False), ("dev", True))]  # fmt: skip
+    a, b = (read_state_dict(run / "model.safetensors") for run in runs)
+    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    print(f"device cache vs CPU loader: max abs weight difference {diff:.3g}")
+    assert a.keys() == b.keys() and diff <= 1e-5

@@ -129,6 +129,21 @@ class SliceCache:
             return arr.astype(np.float32) * np.float32(1 / 255)
         return arr.astype(np.float32)
 
+    def stored(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(images, masks, has_mask)`` of manifest rows ``indices`` as stored (``(N, S, S)`` uint8 or float16,
+        ``(N, S, S)`` uint8, ``(N,)`` bool): copies, e.g. to move a split to a device at once."""
+        if self._images is None:
+            self._open()
+        rows = np.array([self.row_of[int(i)] for i in indices], dtype=np.int64)
+        return np.take(self._images, rows, axis=0), np.take(self._masks, rows, axis=0), self.has_mask[rows]
+
+    @staticmethod
+    def to_float(images: torch.Tensor) -> torch.Tensor:
+        """Stored images -> float32 in [0, 1], the values :meth:`image` gives (uint8 scaled by 1/255)."""
+        if images.dtype == torch.uint8:
+            return images.float() * np.float32(1 / 255)
+        return images.float()
+
     def mask(self, index: int) -> np.ndarray:
         """Mask of manifest row ``index`` as int64 ``(S, S)``."""
         return self.mask_u8(index).astype(np.int64)

@@ -159,11 +159,16 @@ class CTDataModule(L.LightningDataModule):
             collate_fn=collate_slices,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        ds = self.dataset("train", augment=True)
+    def train_sampler_for(self, ds: SliceDataset) -> ResumableSampler:
+        """A new shuffling, DDP-aware train sampler over ``ds`` (kept as ``train_sampler``), which also sets the
+        dataset's epoch for the augmentation draw."""
         self.train_sampler = ResumableSampler(len(ds), self.seed, shuffle=True)
         self.train_sampler.add_epoch_listener(ds.set_epoch)
-        return self._loader(ds, self.batch_size, self.train_sampler)
+        return self.train_sampler
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train", augment=True)
+        return self._loader(ds, self.batch_size, self.train_sampler_for(ds))
 
     def val_dataloader(self) -> DataLoader:
         """The validation split, sharded across DDP ranks (the metrics gather it back whole)."""

@@ -107,6 +107,7 @@ def build_datamodule(config: Config, seed: int | None = None) -> TrainingData:
         window=d.window,
         cache_dir=d.cache_dir,
         cache_dtype=d.cache_dtype,
+        device_cache=d.device_cache,
         on_bad_row=d.on_bad_row,
         seed=config.train.seed if seed is None else seed,
         eval_batch_size=d.eval_batch_size,
