@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from training_helpers import tiny_config
 
@@ -87,3 +88,15 @@ def test_device_cache_run_trains_like_the_cpu_loader(tmp_path, tiny_data):
     diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     print(f"device cache vs CPU loader: max abs weight difference {diff:.3g}")
     assert a.keys() == b.keys() and diff <= 1e-5
+
+
+def test_device_cache_loader_resumes_mid_epoch_with_the_same_requests(tmp_path, tiny_data):
+    _, dev = _device_and_cpu_data(tmp_path, tiny_data)
+    loader = dev.train_dataloader()
+    full = list(loader)
+    loader.load_state_dict({"epoch": 1, "batches_done": 2, "batch_size": 8})
+    resumed = list(loader)
+    assert len(resumed) == len(full) - 2 > 0
+    for a, b in zip(full[2:], resumed, strict=True):  # same positions, same draws
+        assert np.array_equal(a.positions, b.positions) and np.array_equal(a.draws.angle, b.draws.angle)
+        assert np.array_equal(a.draws.k, b.draws.k) and np.array_equal(a.draws.rotate, b.draws.rotate)
