@@ -15,7 +15,8 @@ Rows (images/s), for ``swin`` and ``mtl_swin_unet`` cls+seg+rec built from their
   (the train split on the device, each batch gathered and augmented there; no loader workers).
 - ``authors``: with ``--authors PATH`` (a checkout of ko-hirata/Swin-Multitask; their code is not part of
   this project), their ``SwinTransformerSysMTL`` in float32 eager as they ran it, same batch, input
-  repeated to 3 channels, CE + CE + MSE: train step and inference.
+  repeated to 3 channels, CE + CE + MSE: train step and inference. First their (perturbed, random) weights
+  are converted into our model with ``from_authors_mtl`` and the outputs compared on the device (<= 1e-4).
 
 Then the ratios of the issue (from medians of the interleaved repetitions) and the projected hours of the
 paper's protocol (600 epochs of 7,900 slices per row) at the measured end-to-end rates.
@@ -208,6 +209,7 @@ def authors_fns(args: argparse.Namespace, x: torch.Tensor, batch: dict) -> dict[
     except Exception as err:  # their code's own imports (einops, timm.models.layers, ...): report, go on
         print(f"authors: their model could not be built from {path} ({type(err).__name__}: {err}); rows skipped")
         return {}
+    authors_equivalence(model, args)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     x3 = x.repeat(1, 3, 1, 1)  # their wrapper repeats a 1-channel input to 3 channels
 
@@ -225,6 +227,34 @@ def authors_fns(args: argparse.Namespace, x: torch.Tensor, batch: dict) -> dict[
             model(x3)
 
     return {"authors train": (train_step, len(x)), "authors infer": (infer, len(x))}
+
+
+def authors_equivalence(theirs: torch.nn.Module, args: argparse.Namespace, tol: float = 1e-4) -> dict[str, float]:
+    """Their model with perturbed random weights, converted into ours (``from_authors_mtl``): the largest
+    absolute output difference per task, float32 eval on the device; ``SystemExit`` above ``tol``."""
+    from mtlswin.models import create_model
+    from mtlswin.models.convert import from_authors_mtl, infer_swin_unet_config
+
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # LayerNorm weights of 1 and zero biases would hide a wrong mapping
+        for p in theirs.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g).to(p.device))
+    state = {f"swin_unet.{k}": v.cpu() for k, v in theirs.state_dict().items()}
+    options = {k: v for k, v in infer_swin_unet_config(state).items() if k != "in_chans"}
+    ours = create_model("mtl_swin_unet", tasks="cls+seg+rec", pretrained=None, drop_path_rate=0.0, **options)
+    from_authors_mtl(ours, state)
+    ours, theirs = ours.to(args.device).eval(), theirs.eval()
+    x = torch.rand(2, 1, args.img_size, args.img_size, generator=g).to(args.device)
+    with torch.inference_mode():
+        cls, seg, rec = theirs(x.repeat(1, 3, 1, 1))
+        out = ours(x)
+    diffs = {k: float((a - out[key]).abs().max()) for k, key, a in
+             (("cls", "logits", cls), ("seg", "seg", seg), ("rec", "rec", rec))}  # fmt: skip
+    print("authors' weights converted into ours, max abs output difference: "
+          + ", ".join(f"{k} {d:.2e}" for k, d in diffs.items()))  # fmt: skip
+    if max(diffs.values()) > tol:
+        raise SystemExit(f"converted authors' weights do not reproduce their outputs (tolerance {tol}): {diffs}")
+    return diffs
 
 
 def time_interleaved(
