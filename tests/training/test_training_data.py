@@ -6,6 +6,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from training_helpers import tiny_config
 
@@ -40,9 +41,9 @@ def test_build_datamodule_gives_a_resumable_ctdatamodule(tmp_path, tiny_data):
         assert torch.equal(a["index"], b["index"]) and torch.equal(a["image"], b["image"])
 
 
-def _device_and_cpu_data(tmp_path, tiny_data):
+def _device_and_cpu_data(tmp_path, tiny_data, cache_dtype: str = "uint8"):
     """The same run's data module twice: CPU loader, and device cache (on the CPU here, the only device)."""
-    data = {"batch_size": 8, "cache_dir": str(tmp_path / "cache")}
+    data = {"batch_size": 8, "cache_dir": str(tmp_path / "cache"), "cache_dtype": cache_dtype}
     cpu = build_datamodule(load_config(tiny_config(tmp_path, tiny_data, "cpu", data=data)))
     dev = build_datamodule(load_config(tiny_config(tmp_path, tiny_data, "dev", data={**data, "device_cache": True})))
     dev.trainer = SimpleNamespace(lightning_module=SimpleNamespace(device=torch.device("cpu")), current_epoch=1)
@@ -50,11 +51,14 @@ def _device_and_cpu_data(tmp_path, tiny_data):
     return cpu, dev
 
 
-def test_device_cache_batches_equal_those_of_the_cpu_loader(tmp_path, tiny_data):
-    cpu, dev = _device_and_cpu_data(tmp_path, tiny_data)
+@pytest.mark.parametrize("cache_dtype", ["uint8", "float16"])
+def test_device_cache_batches_equal_those_of_the_cpu_loader(tmp_path, tiny_data, cache_dtype):
+    cpu, dev = _device_and_cpu_data(tmp_path, tiny_data, cache_dtype)
+    assert dev._on_device is None and dev.cache_dtype == cache_dtype
     requests = list(dev.train_dataloader())  # epoch 1 (from the trainer): not the first epoch's draws
     assert all(isinstance(r, BatchRequest) for r in requests)
     built = [dev.on_after_batch_transfer(r, 0) for r in requests]
+    assert dev._on_device.images.dtype == getattr(torch, cache_dtype)  # held as stored, not as float32
     expected = list(cpu.train_dataloader())
     assert len(built) == len(expected) == cpu.batches_per_epoch()
     rotated = 0
