@@ -92,7 +92,7 @@ def test_run_folder_layout(trained_run):
         assert (trained_run / name).is_file(), name
     assert list((trained_run / "logs").glob("events.out.tfevents.*"))
     assert yaml.safe_load((trained_run / "config.yaml").read_text())["model"]["name"] == "mtl_swin_unet"
-    assert not list((trained_run / "checkpoints").glob("*.tmp"))
+    assert sorted(p.name for p in (trained_run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no temp left
 
 
 def test_training_loss_falls_and_validation_auc_beats_chance(trained_run):
