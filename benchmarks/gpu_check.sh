@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# GPU check (not CI), about 5-6 minutes on one H200 (11.5 min if every step hit its limit):
+# GPU check (not CI), about 6 minutes on one H200 (12.5 min if every step hit its limit):
 # the speed tables of issue 13 at 224 px, batch 64.
 #   1. benchmarks/models.py: train/inference img/s of swin and MTL (shared / separate decoder), float32.
 #   2. benchmarks/train.py, swin and MTL cls+seg+rec (paper configs): model only and end to end (real
-#      `mtlswin train` steps on a phantom; CPU loader with workers, and the device cache), in float32 (+ the authors' model if a checkout is given), bf16-mixed,
+#      `mtlswin train` steps on a phantom; CPU loader with workers, and in bf16 also the device cache), in float32 (+ the authors' model if a checkout is given), bf16-mixed,
 #      and bf16-mixed + torch.compile; bf16 / compiled outputs checked against float32 eager; projected hours of
 #      the paper's 12 rows.
 #   3. A short paper-config training run through the CLI (bf16, device cache), evaluated on both test sets.
@@ -36,7 +36,7 @@ step() {  # step SECONDS LABEL COMMAND...: run with a time limit (x $scale), rep
 if [ -n "${MTLSWIN_CPU_SMOKE:-}" ]; then  # the limits are the GPU's; a shared CPU gets 20x by default
   device=cpu scale=${MTLSWIN_TIMEOUT_SCALE:-20}
   models_args=(--device cpu --batch 1 --size 224 --reps 1 --threads 2 --speed-only)
-  bench=(--cpu-smoke --steps 2 --compile-backend eager --device-cache)
+  bench=(--cpu-smoke --steps 2 --compile-backend eager)
   slices=60 size=64 epochs=1
   train_set=(model.img_size=32 model.patch_size=2 model.window_size=2 model.embed_dim=8 "model.depths=[2,2,2]"
              "model.num_heads=[1,2,2]" data.batch_size=4 data.num_workers=0 trainer.accelerator=cpu
@@ -46,7 +46,7 @@ else
   device=cuda scale=${MTLSWIN_TIMEOUT_SCALE:-1}
   nvidia-smi --query-gpu=name,memory.total --format=csv
   models_args=(--device cuda --batch 64 --size 224 --reps 5 --threads 8 --speed-only)
-  bench=(--device cuda --img-size 224 --batch-size 64 --steps 20 --warmup 5 --workers 8 --device-cache)
+  bench=(--device cuda --img-size 224 --batch-size 64 --steps 20 --warmup 5 --workers 8)
   slices=1400 size=256 epochs=2
   train_set=(data.num_workers=8 trainer.precision=bf16-mixed)
 fi
@@ -59,7 +59,8 @@ step 120 "phantom ($slices slices) and paper splits" bash -c "
 step 60 "models.py: float32 speed table" $py benchmarks/models.py "${models_args[@]}"
 step 90 "train.py: float32 (authors' model: ${authors:-not given})" \
   $py benchmarks/train.py "${bench[@]}" --precision 32 --data "$out/phantom" "${authors_arg[@]}"
-step 60 "train.py: bf16-mixed" $py benchmarks/train.py "${bench[@]}" --precision bf16-mixed --data "$out/phantom"
+step 120 "train.py: bf16-mixed, end to end with the CPU loader and with the device cache" \
+  $py benchmarks/train.py "${bench[@]}" --precision bf16-mixed --device-cache --data "$out/phantom"
 step 240 "train.py: bf16-mixed + torch.compile" \
   $py benchmarks/train.py "${bench[@]}" --precision bf16-mixed --compile --data "$out/phantom"
 
