@@ -28,7 +28,7 @@ import torch
 
 from mtlswin.data.transforms import draw_params, sample_rng
 
-__all__ = ["BatchDraws", "apply_batch", "draw_batch"]
+__all__ = ["BatchDraws", "apply_batch", "draw_batch", "rotate_batch"]
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,15 @@ def apply_batch(images: torch.Tensor, masks: torch.Tensor, draws: BatchDraws) ->
                 dim = -2 + axis  # axis 0 (rows) -> dim -2, axis 1 (columns) -> dim -1
                 images[sel] = images[sel].rot90(k, dims=(-2, -1)).flip(dim)
                 masks[sel] = masks[sel].rot90(k, dims=(-2, -1)).flip(dim)
+    for nearest in (False, True):  # images: bilinear, or nearest neighbour (the authors' policy)
+        rows = np.flatnonzero(draws.rotate & (draws.nearest_image == nearest))
+        if len(rows):
+            sel = torch.as_tensor(rows, device=images.device)
+            images[sel, 0] = rotate_batch(images[sel, 0], draws.angle[rows], nearest=nearest)
     rows = np.flatnonzero(draws.rotate)
-    if len(rows):
+    if len(rows):  # masks: always nearest neighbour
         sel = torch.as_tensor(rows, device=images.device)
-        angles = draws.angle[rows]
-        nearest = torch.as_tensor(draws.nearest_image[rows], device=images.device)
-        smooth = rotate_batch(images[sel, 0], angles, nearest=False)
-        rough = rotate_batch(images[sel, 0], angles, nearest=True)
-        images[sel, 0] = torch.where(nearest[:, None, None], rough, smooth)
-        masks[sel] = rotate_batch(masks[sel], angles, nearest=True)
+        masks[sel] = rotate_batch(masks[sel], draws.angle[rows], nearest=True)
     return images, masks
 
 

@@ -77,10 +77,6 @@ class DeviceSlices:
         self.hospital, self.index = put(dataset.hospital), put(dataset.indices)
         self.cue = put(dataset.cue) if dataset.cue is not None else None
 
-    @property
-    def nbytes(self) -> int:
-        return self.images.nbytes + self.masks.nbytes
-
     def batch(self, request: BatchRequest) -> dict:
         """The training batch of ``request``, built and augmented on the device (keys of ``collate_slices``)."""
         pos = torch.as_tensor(request.positions, device=self.device)
