@@ -379,16 +379,20 @@ def end_to_end(
 
 # ---------------------------------------------------------------------------------------------- report
 def report(
-    args: argparse.Namespace, times: dict[str, list[float]], sizes: dict[str, int], e2e: dict[str, float]
+    args: argparse.Namespace,
+    times: dict[str, list[float]],
+    sizes: dict[str, int],
+    e2e: dict[tuple[str, str], float],
 ) -> list:
     """Print the table (median img/s, and the quartiles of the repetitions) and the ratios of medians;
-    returns the rows ``(label, img/s)``."""
+    returns the rows ``(label, img/s)``. ``e2e``: ``{(model, variant): img/s}``, variant ``""`` or
+    ``" device-cache"``."""
     rows = [(label, sizes[label] / statistics.median(t)) for label, t in times.items()]
     spread = {}
     for label, t in times.items():
         q1, _, q3 = statistics.quantiles(t, n=4) if len(t) > 1 else (t[0], t[0], t[0])
         spread[label] = f"{sizes[label] / q3:.2f}-{sizes[label] / q1:.2f}"
-    rows.extend(e2e.items())
+    rows.extend((f"{key} train end-to-end{variant}", r) for (key, variant), r in e2e.items())
     print(f"\n{'row':<40} {'img/s':>10}  {'quartiles':>13}")
     for label, rate in rows:
         print(f"{label:<40} {rate:>10.2f}  {spread.get(label, ''):>13}".rstrip())
@@ -407,12 +411,11 @@ def report(
     ratio("speed-up: mtl infer vs authors infer", "mtl infer", "authors infer", "full outputs; CPU target >= 2.2")
     ratio("cost: mtl infer cls-only vs swin infer", "swin infer", "mtl infer cls-only", "target <= 1.1")
     ratio("cost: mtl train vs swin train", "swin train", "mtl train", "time per image, MTL / swin")
-    for label in e2e:
-        key, variant = label.split(" train end-to-end")
+    for key, variant in e2e:
+        label = f"{key} train end-to-end{variant}"
         ratio(f"{key}: end-to-end{variant} / model-only", label, f"{key} train", "target >= 0.9")
-    for label, r in e2e.items():
+    for (key, variant), r in e2e.items():
         hours = PAPER_IMAGES_PER_ROW / r / 3600
-        key, variant = label.split(" train end-to-end")
         print(f"projected {key}{variant}: {hours:.2f} h per paper row (600 x 7,900 images), "
               f"{PAPER_ROWS * hours:.1f} h for {PAPER_ROWS} rows at this rate")  # fmt: skip
     return rows
@@ -440,15 +443,14 @@ def main(argv: list[str] | None = None) -> list:
         fns = {k: v for k, v in fns.items() if " train" not in k}
     times = time_interleaved(fns, args.steps, args.warmup, args.device)
     sizes = {k: n for k, (_, n) in fns.items()}
-    e2e: dict[str, float] = {}
+    e2e: dict[tuple[str, str], float] = {}
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory(prefix="mtlswin-bench-") as tmp:
             manifest, splits = phantom(args, Path(tmp) / "phantom")
             for key in args.models:
-                e2e[f"{key} train end-to-end"] = end_to_end(key, args, manifest, splits, Path(tmp))
-                if args.device_cache:
-                    rate = end_to_end(key, args, manifest, splits, Path(tmp), device_cache=True)
-                    e2e[f"{key} train end-to-end device-cache"] = rate
+                for variant in ("", " device-cache") if args.device_cache else ("",):
+                    rate = end_to_end(key, args, manifest, splits, Path(tmp), device_cache=bool(variant))
+                    e2e[(key, variant)] = rate
     rows = report(args, times, sizes, e2e)
     bad = [label for label, r in rows if not (math.isfinite(r) and r > 0)]
     if bad:
