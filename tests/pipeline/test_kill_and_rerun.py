@@ -20,26 +20,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from data_fixtures import write_ct_dicom
+from micro_runs import MICRO_RUN, set_args
 from mtlswin.models import create_model, save_model, test_overrides
 
-MICRO = [
-    "train.epochs=2",
-    "train.checkpoint_every_n_steps=1",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=2",
-    "trainer.deterministic=true",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "model.img_size=32",
-    "model.patch_size=2",
-    "model.window_size=2",
-    "model.embed_dim=8",
-]
-
-
-def _sets(overrides: list[str]) -> list[str]:
-    """``--set k=v`` once per override (the flag is repeatable, one value each)."""
-    return [arg for item in overrides for arg in ("--set", item)]
+MICRO = ["train.epochs=2", "train.checkpoint_every_n_steps=1", "trainer.deterministic=true", *MICRO_RUN]
 
 
 def _start(*args: str) -> subprocess.Popen:
@@ -111,13 +95,13 @@ def test_sigkill_mid_predict_then_rerun_equals_an_uninterrupted_run(run_and_dico
 @pytest.mark.timeout(3600)  # four micro reproduce calls in subprocesses: minutes on a loaded 2-core machine
 def test_sigkill_mid_reproduce_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_data):
     args = ["reproduce", "--preset", "demo", "--manifest", str(tiny_data.manifest), "--seeds", "0", "--rows", "swin"]
-    _run(*args, "--out", str(tmp_path / "reference"), *_sets(MICRO))
+    _run(*args, "--out", str(tmp_path / "reference"), *set_args(MICRO))
     out = tmp_path / "killed"
     run = out / "runs" / "swin-seed0"
-    proc = _start(*args, "--out", str(out), *_sets(MICRO))
+    proc = _start(*args, "--out", str(out), *set_args(MICRO))
     _kill_when(proc, lambda: (run / "checkpoints" / "last.ckpt").is_file())  # mid-training
     assert not (run / "model.safetensors").exists() and not (out / "report.md").exists()
-    second = _run(*args, "--out", str(out), *_sets(MICRO))
+    second = _run(*args, "--out", str(out), *set_args(MICRO))
     assert "splits: skipped (valid output exists)" in second and "train swin-seed0: running" in second
     ref_run = tmp_path / "reference" / "runs" / "swin-seed0"
     for name, tensor in load_file(ref_run / "model.safetensors").items():
@@ -128,6 +112,6 @@ def test_sigkill_mid_reproduce_then_rerun_equals_an_uninterrupted_run(tmp_path, 
     log = pd.read_csv(run / "logs" / "metrics.csv")
     assert log["epoch"].min() == 0 and not (run / "logs" / "metrics.csv.before-resume").exists()
     # Changed overrides: the run is not "done" any more; it is retrained and the old one set aside.
-    third = _run(*args, "--out", str(out), *_sets([*MICRO, "train.lr=0.02"]))
+    third = _run(*args, "--out", str(out), *set_args([*MICRO, "train.lr=0.02"]))
     assert "train swin-seed0: running" in third and "its config changed" in third
     assert list((out / "runs").glob("swin-seed0.replaced-*"))

@@ -8,21 +8,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from micro_runs import MICRO_RUN, set_args
 from mtlswin.cli import main
 from mtlswin.pipeline.presets import TABLE1_ROWS, get_preset, ordered_rows
 from mtlswin.pipeline.reproduce import config_path
 
-MICRO = [
-    "train.epochs=1",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=2",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "model.img_size=32",
-    "model.patch_size=2",
-    "model.window_size=2",
-    "model.embed_dim=8",
-]
+MICRO = ["train.epochs=1", *MICRO_RUN]
 ROWS = ["swin", "joint_swin", "mtl_cls_seg"]
 
 
@@ -56,7 +47,7 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
         "--rows",
         ",".join(ROWS),
     ]
-    assert main([*args, *(a for item in MICRO for a in ("--set", item))]) == 0
+    assert main([*args, *set_args(MICRO)]) == 0
     first = capsys.readouterr().out
     assert "report:" in first and "train swin_unet-seed0: done" in first
 
@@ -87,7 +78,7 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
         assert {"test_a", "test_b"} <= set(metrics)
 
     # A second call finds every stage done and skips it.
-    assert main([*args, *(a for item in MICRO for a in ("--set", item))]) == 0
+    assert main([*args, *set_args(MICRO)]) == 0
     second = capsys.readouterr().out
     assert "running" not in second
     assert (
