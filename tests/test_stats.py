@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mtlswin.stats import bootstrap_ci, fast_auc, resample_indices
+from mtlswin.stats import bootstrap_ci, fast_auc, percentile_interval, resample_indices, seed_interval
 
 
 def test_fast_auc_equals_scikit_learn_with_ties():
@@ -58,3 +58,30 @@ def test_bad_arguments_are_refused():
         resample_indices(3, ["a", "b"], 5)
     with pytest.raises(ValueError, match="level"):
         bootstrap_ci(np.mean, np.zeros(3), level=1.5)
+
+
+def test_seed_interval_has_the_known_t_formula():
+    # d = 1, 2, 3: mean 2, var 1; patient means with variance 0.25 -> se = sqrt(1/3 + 0.25)
+    patient_means = np.array([1.5, 2.5] * 50)
+    got = seed_interval([1.0, 2.0, 3.0], patient_means)
+    se = np.sqrt(1 / 3 + patient_means.var(ddof=1))
+    assert got.estimate == 2.0 and got.seeds == 3 and got.se == pytest.approx(se)
+    assert got.high - 2.0 == pytest.approx(4.302653 * se, rel=1e-6)  # t(2) at .975
+    assert got.low == pytest.approx(2.0 - 4.302653 * se, rel=1e-6)
+    assert got.mde == pytest.approx((4.302653 + 1.060660) * se, rel=1e-5)  # + t(2) at .80
+    assert got.half_width == pytest.approx(4.302653 * se, rel=1e-6)
+
+
+def test_seed_interval_drops_undefined_seeds_and_needs_two():
+    one = seed_interval([0.3, float("nan")], [0.2, 0.4])
+    assert one.estimate == pytest.approx(0.3) and one.seeds == 1 and np.isnan(one.low) and np.isnan(one.mde)
+    # seeds that agree exactly still keep the patients' width (the floor of the module docstring)
+    agree = seed_interval([0.1, 0.1, 0.1, 0.1], np.array([0.0, 0.2] * 20))
+    assert agree.low < 0.1 - 0.1 * 3.18 < agree.high  # t(3) = 3.18, patient sd ~ 0.1
+    with pytest.raises(ValueError, match="level"):
+        seed_interval([1.0, 2.0], [1.0], level=0)
+
+
+def test_percentile_interval_ignores_nan():
+    assert percentile_interval([0.0, float("nan"), 1.0, 2.0], level=0.5) == (0.5, 1.5)
+    assert all(np.isnan(percentile_interval([1.0])))

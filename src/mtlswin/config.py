@@ -75,6 +75,11 @@ class DataConfig:
     # input standardisation (model.input_mean / input_std, saved with the weights); see mtlswin.models.input_norm
 
 
+# The optimiser and schedule names the config accepts; :mod:`mtlswin.training.schedule` builds them.
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("poly", "cosine")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation (:mod:`mtlswin.training.schedule`). The paper: SGD(momentum, weight_decay) with
@@ -276,8 +281,6 @@ def _check_values(config: Config) -> None:
         raise ValueError(f"train.epochs must be >= 1, got {train.epochs}")
     if train.lr <= 0:
         raise ValueError(f"train.lr must be > 0, got {train.lr}")
-    from mtlswin.training.schedule import OPTIMIZERS, SCHEDULES
-
     for key, value, choices in (("optimizer", train.optimizer, OPTIMIZERS), ("schedule", train.schedule, SCHEDULES)):
         if value not in choices:
             raise ValueError(f"train.{key} must be one of {', '.join(choices)}; got {value!r}")

@@ -102,7 +102,7 @@ def test_sigkill_mid_reproduce_then_rerun_equals_an_uninterrupted_run(tmp_path, 
     _kill_when(proc, lambda: (run / "checkpoints" / "last.ckpt").is_file())  # mid-training
     assert not (run / "model.safetensors").exists() and not (out / "report.md").exists()
     second = _run(*args, "--out", str(out), *set_args(MICRO))
-    assert "splits: skipped (valid output exists)" in second and "train swin-seed0: running" in second
+    assert "splits (your manifest): skipped (valid output exists)" in second and "train swin-seed0: running" in second
     ref_run = tmp_path / "reference" / "runs" / "swin-seed0"
     for name, tensor in load_file(ref_run / "model.safetensors").items():
         torch.testing.assert_close(load_file(run / "model.safetensors")[name], tensor, rtol=0, atol=0)

@@ -48,16 +48,24 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
         ",".join(ROWS),
     ]
     assert main([*args, *set_args(MICRO)]) == 0
-    first = capsys.readouterr().out
+    captured = capsys.readouterr()
+    first = captured.out
     assert "report:" in first and "train swin_unet-seed0: done" in first
+    assert "4 of 4 runs done" in first  # overall progress of the training stage
+    for noise in ("Seed set to", "GPU available:", "module(s) in eval mode"):  # Lightning's noise is gone
+        assert noise not in first + captured.err
 
     report = (out / "report.md").read_text()
     assert "## Results (Table 1 layout)" in report
+    assert "## Runs that did not learn" in report and "| did not learn |" in report
     # the demo's departures from the paper's protocol, the test sets' sizes and the claims with verdicts
     assert "25% of hospital 1" in report and "every slice of hospitals 5-11" in report and "test_b" in report
     assert "## The paper's claims, tested" in report
     claims = pd.read_csv(out / "claims.csv")
     assert "swin" in set(claims["row"]) and claims["verdict"].str.match("held|did not hold|inconclusive").all()
+    # one seed: per-seed value and the patients' interval, but no interval over seeds and so no verdict
+    assert (claims["seeds"] == 1).all() and claims["verdict"].str.startswith("inconclusive (one seed").all()
+    assert claims["seed0"].notna().all() and (claims["patient_low"] <= claims["patient_high"]).all()
     metrics_b = json.loads((out / "runs" / "swin-seed0" / "metrics.json").read_text())["test_b"]
     assert metrics_b["n_twins"] == metrics_b["n"] and 0 <= metrics_b["cue_sensitivity"] <= 1
     assert "The paper's Table 1, for orientation" in report and "| .799 |" in report
@@ -94,3 +102,25 @@ def test_joint_swin_tiny_brings_its_own_swin_t_segmentation_run():
     assert row_overrides(get_preset("paper"), "swin_unet_tiny") == ["model.depths=[2,2,6,2]"]
     with pytest.raises(ValueError, match="unknown Table-1 rows"):
         ordered_rows(("resnet50",))
+
+
+@pytest.mark.slow
+def test_each_seed_trains_and_is_tested_on_its_own_phantom_draw(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["reproduce", "--preset", "demo", "--out", str(out), "--slices", "300", "--seeds", "0,1",
+            "--rows", "swin,mtl_cls_seg", "--phantom-seed", "2"]  # fmt: skip
+    assert main([*args, *set_args(MICRO)]) == 0
+    assert "4 of 4 runs done" in capsys.readouterr().out
+    for seed in (0, 1):
+        info = json.loads((out / "data" / f"seed-{seed}" / "phantom" / "phantom.json").read_text())
+        assert info["config"]["seed"] == 2000 + seed  # draw k of master seed M: 1000 * M + k
+        for row in ("swin", "mtl_cls_seg"):  # the rows of one seed share its draw
+            config = (out / "runs" / f"{row}-seed{seed}" / "config.yaml").read_text()
+            assert str(out / "data" / f"seed-{seed}" / "phantom" / "manifest.csv") in config
+    claims = pd.read_csv(out / "claims.csv")
+    mtl_b = claims[(claims["statistic"] == "auc_b") & (claims["row"] == "mtl_cls_seg")].iloc[0]
+    assert mtl_b["seeds"] == 2 and mtl_b["low"] <= mtl_b["estimate"] <= mtl_b["high"]
+    assert mtl_b["estimate"] == pytest.approx((mtl_b["seed0"] + mtl_b["seed1"]) / 2)
+    assert mtl_b["paper"] == pytest.approx(0.016) and mtl_b["mde"] > 0
+    report = (out / "report.md").read_text()
+    assert "Each training seed has a phantom draw of its own" in report and "Seed 1 (`seed-1`)" in report

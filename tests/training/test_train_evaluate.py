@@ -182,7 +182,7 @@ def test_predict_on_dicom_folder(trained_run, tmp_path):
     assert table["probability"].between(0, 1).all()
     assert ((table["probability"] >= 0.5).astype(int) == table["predicted_label"]).all()
     assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == 11
-    assert pd.read_csv(tmp_path / "pred" / "predictions.csv").shape == (11, 4)
+    assert pd.read_csv(tmp_path / "pred" / "predictions.csv").shape == (11, 6)  # + scan, slice_index
     assert not (tmp_path / "pred" / "skipped.csv").exists()
     # Classification only (--no-masks): no decoder, no overlay, the same probabilities.
     cls_only = predict_files(trained_run, [tmp_path / "dicoms" / "images"], tmp_path / "pred_cls", masks=False)

@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (default: the preset's)")
     p.add_argument("--rows", type=_names, default=None, help="comma-separated Table-1 rows (default: the preset's)")
     p.add_argument("--slices", type=int, default=None, help="phantom size in slices (default: the preset's)")
+    p.add_argument("--phantom-seed", type=int, default=0,
+                   help="master seed of the phantom; the demo presets train seed k on draw 1000*SEED+k (default 0)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=None,
                    help="training runs side by side (default: one per CPU core, at most 4, for the demo presets; "
                    "1 for paper)")  # fmt: skip
@@ -45,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
 
     report = reproduce(
         args.preset, args.out, manifest=args.manifest, seeds=args.seeds, rows=args.rows,
-        overrides=args.overrides or [], slices=args.slices, jobs=args.jobs,
+        overrides=args.overrides or [], slices=args.slices, jobs=args.jobs, phantom_seed=args.phantom_seed,
     )  # fmt: skip
     print(f"Done. Open {report}")
     return 0

@@ -18,10 +18,25 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["CHECKPOINT_NAME", "load_model", "read_checkpoint", "read_state_dict", "save_model"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "ENCODER_FORMAT",
+    "ENCODER_NAME",
+    "is_encoder_checkpoint",
+    "load_model",
+    "read_checkpoint",
+    "read_encoder_checkpoint",
+    "read_state_dict",
+    "save_encoder",
+    "save_model",
+]
 
 CHECKPOINT_NAME = "model.safetensors"  # the weights file inside a run folder
 FORMAT = "mtlswin-checkpoint/1"
+# An encoder checkpoint (``mtlswin pretrain``): a SwinEncoder's own state dict (keys ``patch_embed.*``, ``stages.*``,
+# ``norm.*``), its sizes and input standardisation in ``mtlswin_encoder`` and how it was made in ``mtlswin_pretrain``.
+ENCODER_FORMAT = "mtlswin-encoder/1"
+ENCODER_NAME = "encoder.safetensors"
 # Fields that point at other files: applied when the model was first built; the weights already hold them.
 _SOURCE_FIELDS = ("pretrained", "frozen_encoder")
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state")
@@ -70,6 +85,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             metadata = f.metadata() or {}
     except Exception as err:  # safetensors raises its own SafetensorError (and OSError) on a broken file
         raise ValueError(f"{str(path)!r} is not a readable safetensors file ({err}); re-export or re-train it") from err
+    if metadata.get("format") == ENCODER_FORMAT:
+        raise ValueError(
+            f"{str(path)!r} is a Swin encoder checkpoint (from `mtlswin pretrain`), not a whole model; use it to "
+            f"initialise a Swin model with `model.pretrained: {path}` (e.g. --set model.pretrained={path})"
+        )
     if "mtlswin_model" not in metadata:
         raise ValueError(
             f"{str(path)!r} is a safetensors file without mtlswin metadata; convert foreign weights with `mtlswin convert`"
@@ -90,6 +110,56 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
     if sources:
         model.config = dataclasses.replace(model.config, **sources)
     return model.to(map_location)
+
+
+def _metadata(path: Path) -> dict:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError) on a broken file
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file ({err})") from err
+
+
+def save_encoder(encoder: nn.Module, path: str | Path, config: Mapping, info: Mapping | None = None) -> Path:
+    """Write a Swin encoder's state dict (keys exactly as ``encoder.state_dict()``) to ``path`` (atomic).
+
+    ``config``: the encoder's sizes (:meth:`mtlswin.models.configs.SwinConfig.encoder_kwargs`) plus
+    ``input_mean`` / ``input_std``; ``info``: how it was made (method, steps, corpus statistics), for people.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"encoder checkpoint path {str(path)!r} must end with .safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    metadata = {
+        "format": ENCODER_FORMAT,
+        "mtlswin_encoder": json.dumps(json.loads(json.dumps(dict(config), default=list))),
+        "mtlswin_pretrain": json.dumps(dict(info or {}), default=str),
+    }
+    from mtlswin.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    return path
+
+
+def is_encoder_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a ``.safetensors`` file written by :func:`save_encoder`."""
+    path = Path(path)
+    return path.is_file() and path.suffix == ".safetensors" and _metadata(path).get("format") == ENCODER_FORMAT
+
+
+def read_encoder_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict, {"config": encoder sizes + input_mean/std, "info": dict})`` of an encoder checkpoint."""
+    path = Path(path)
+    metadata = _metadata(path)
+    if metadata.get("format") != ENCODER_FORMAT:
+        raise ValueError(f"{str(path)!r} is not an encoder checkpoint of `mtlswin pretrain` (format {ENCODER_FORMAT})")
+    meta = {
+        "config": json.loads(metadata["mtlswin_encoder"]),
+        "info": json.loads(metadata.get("mtlswin_pretrain", "{}")),
+    }
+    return load_file(str(path)), meta
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:

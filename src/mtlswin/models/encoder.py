@@ -110,7 +110,15 @@ class SwinEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SwinFeatures:
         """``(B, in_chans, H, W)`` -> :class:`SwinFeatures` (skips before each stage's blocks, normed bottleneck)."""
-        x = self.patch_embed(self.input_norm(x))  # B, r0, r0, C
+        return self.forward_tokens(self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_chans, H, W)`` -> standardised, patch-embedded tokens ``(B, r0, r0, C)`` (NHWC)."""
+        return self.patch_embed(self.input_norm(x))
+
+    def forward_tokens(self, x: torch.Tensor) -> SwinFeatures:
+        """The stages and the bottleneck norm on patch tokens ``(B, r0, r0, C)`` (what :meth:`embed` returns;
+        masked-image pretraining replaces some of them with a mask token in between)."""
         skips = []
         for stage in self.stages:
             x = stage.downsample(x)  # identity for stage 0; patch merging (B, r/2, r/2, 2C) after

@@ -7,13 +7,21 @@ own checkpoint format in :mod:`mtlswin.models.checkpoint`.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from mtlswin.models import convert
-from mtlswin.models.checkpoint import read_checkpoint, read_state_dict, save_model
+from mtlswin.models.checkpoint import (
+    is_encoder_checkpoint,
+    read_checkpoint,
+    read_encoder_checkpoint,
+    read_state_dict,
+    save_model,
+)
 from mtlswin.models.configs import MTL_SIZES
 from mtlswin.models.load_report import LoadReport
 from mtlswin.models.registry import create_model, get_entry
@@ -26,8 +34,15 @@ __all__ = [
     "inferred_options",
     "load_encoder_weights",
     "load_foreign",
+    "load_pretrained_encoder",
     "timm_name_for",
 ]
+
+log = logging.getLogger(__name__)
+# Attributes under which the Swin families keep their SwinEncoder(s); an encoder checkpoint fills every one.
+ENCODER_ATTRS = ("encoder", "frozen_encoder")
+# Sizes an encoder checkpoint must share with the model it initialises (img_size may differ: no weight depends on it).
+_STRUCTURE = ("patch_size", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio", "qkv_bias")
 
 CONVERTERS = {
     "swin-imagenet": convert.from_swin_imagenet,
@@ -78,12 +93,79 @@ def apply_pretrained(model: nn.Module, config: Any) -> nn.Module:
     path = Path(source)
     if not path.exists():
         raise ValueError(f"pretrained file {source!r} does not exist; give an existing checkpoint path, 'timm' or None")
-    if path.suffix == ".safetensors" or path.is_dir():
+    if is_encoder_checkpoint(path):
+        load_pretrained_encoder(model, path, config)
+    elif path.suffix == ".safetensors" or path.is_dir():
         state, _ = read_checkpoint(path)
         model.load_state_dict(state, strict=True)
     else:
         load_foreign(model, path)
     return model
+
+
+def _check_encoder_sizes(saved: dict, config: Any, path: Path) -> None:
+    differ = [
+        f"{k}: checkpoint {saved[k]!r} vs model {getattr(config, k)!r}"
+        for k in _STRUCTURE
+        if k in saved and hasattr(config, k) and _plain(saved[k]) != _plain(getattr(config, k))
+    ]
+    if differ:
+        fix = " ".join(f"--set model.{k}={_plain(saved[k])}" for k in _STRUCTURE if k in saved)
+        raise ValueError(f"encoder checkpoint {str(path)!r} does not fit this model ({'; '.join(differ)}); build the "
+                         f"model with the checkpoint's sizes: {fix}")  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def load_pretrained_encoder(model: nn.Module, path: str | Path, config: Any = None) -> LoadReport:
+    """Load an encoder checkpoint of ``mtlswin pretrain`` into every Swin encoder of ``model``; the report.
+
+    Every ``SwinEncoder`` the model has (``model.encoder``; ``model.frozen_encoder`` too for ``joint_swin``)
+    gets the same weights, strictly: a missing or unexpected encoder key or a shape mismatch raises. The
+    model's other weights (decoders, heads) are not in the file and are listed in ``report.kept_init``
+    (left at their initialisation). The report is also kept as ``model.pretrained_report`` and logged.
+    The input standardisation the encoder was pretrained with is in the file; a model built with another
+    one gets a warning naming the values (``data.normalize: [mean, std]`` reproduces them).
+    """
+    from mtlswin.models.encoder import SwinEncoder
+
+    path = Path(path)
+    state, meta = read_encoder_checkpoint(path)
+    encoders = {name: m for name in ENCODER_ATTRS if isinstance(m := getattr(model, name, None), SwinEncoder)}
+    if not encoders:
+        raise ValueError(
+            f"{str(path)!r} is a Swin encoder checkpoint; {type(model).__name__} has no Swin encoder. Use it with "
+            "swin, swin_tiny, swin_unet, mtl_swin_unet or joint_swin(_tiny)"
+        )
+    saved = meta["config"]
+    if config is not None:
+        _check_encoder_sizes(saved, config, path)
+    report = LoadReport(f"{path} (Swin encoder, {meta['info'].get('method', 'pretrained')})")
+    own = {name: enc.state_dict() for name, enc in encoders.items()}
+    for name, keys in own.items():
+        convert.check_shapes(state, keys, "encoder")
+        report.missing += [f"{name}.{k}" for k in keys if k not in state]
+        report.loaded += [f"{name}.{k}" for k in keys if k in state]
+    report.unexpected = [k for k in state if not all(k in keys for keys in own.values())]
+    report.used = [k for k in state if k not in report.unexpected]
+    prefixes = tuple(f"{name}." for name in encoders)
+    report.kept_init = [k for k in model.state_dict() if not k.startswith(prefixes)]
+    report.check(allow_partial=False)
+    for enc in encoders.values():
+        enc.load_state_dict(state, strict=True)
+    model.pretrained_report = report
+    log.info("%s\nkept at init (not in an encoder checkpoint): decoders and heads", report.summary())
+    mean, std = float(saved.get("input_mean", 0.0)), float(saved.get("input_std", 1.0))
+    if config is not None and (abs(mean - config.input_mean) > 0.05 or not 0.8 < std / config.input_std < 1.25):
+        warnings.warn(
+            f"the encoder of {path} was pretrained on input standardised with mean {mean:g}, std {std:g}; this model "
+            f"uses mean {config.input_mean:g}, std {config.input_std:g}. To feed it what it was pretrained on, "
+            f"set data.normalize: [{mean:g}, {std:g}] (or model.input_mean / model.input_std)",
+            stacklevel=2,
+        )
+    return report
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> LoadReport:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-__all__ = ["TrainTask", "default_jobs", "run_tasks", "train_config"]
+__all__ = ["RunClock", "TrainTask", "default_jobs", "run_tasks", "train_config"]
 
 
 @dataclass
@@ -31,6 +31,24 @@ class TrainTask:
     overrides: list[str]
     needs: list[str] = field(default_factory=list)
     digest: str | None = None
+
+
+class RunClock:
+    """Overall progress of a schedule of runs: ``k of n runs done, about M min left``.
+
+    The time left is the wall-clock time per finished run so far times the runs still to finish (with
+    several runs side by side that rate already holds the parallelism); a rough estimate, since rows differ.
+    """
+
+    def __init__(self, total: int, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.total, self.done, self.clock, self.start = total, 0, clock, clock()
+
+    def finished(self) -> str:
+        """Count one finished run; the progress line."""
+        self.done += 1
+        left = (self.clock() - self.start) / self.done * (self.total - self.done)
+        tail = f", about {left / 60:.1f} min left" if self.done < self.total else ""
+        return f"{self.done} of {self.total} runs done{tail}"
 
 
 def default_jobs(cpu_only: bool) -> int:
@@ -71,6 +89,7 @@ def run_tasks(
     seconds: dict[str, float] = {}
     threads = max(1, (os.cpu_count() or 1) // jobs)
     running: dict[Future, TrainTask] = {}
+    clock = RunClock(len(tasks))
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as pool:  # fmt: skip
         while pending or running:
@@ -91,5 +110,5 @@ def run_tasks(
                         other.cancel()
                     raise RuntimeError(f"training {task.name} failed: {err}") from err
                 done.add(task.name)
-                log(f"train {task.name}: done in {seconds[task.name]:.1f} s")
+                log(f"train {task.name}: done in {seconds[task.name]:.1f} s ({clock.finished()})")
     return seconds

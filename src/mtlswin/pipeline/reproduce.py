@@ -3,15 +3,18 @@
 Stages, each skipped when its output already exists and is valid, so a re-run continues where
 the last one stopped:
 
-1. ``data``: the phantom (``OUT/phantom``), unless a manifest is given;
-2. ``splits``: the paper's protocol (``OUT/splits.csv``);
+1. ``data``: the phantom, unless a manifest is given: one draw per training seed for the demo presets
+   (``OUT/data/seed-<k>/phantom``; seed k's rows train and are tested on draw k, so a verdict speaks for
+   the method on the phantom rather than for one data set), one draw (``OUT/phantom``) otherwise;
+2. ``splits``: the paper's protocol (``OUT/splits.csv``, or ``OUT/data/seed-<k>/splits.csv`` per draw);
 3. ``train <row>-seed<s>``: one run folder per row and seed under ``OUT/runs`` (a run with a
    ``last.ckpt`` but no exported model is resumed);
 4. ``evaluate``: ``metrics.json`` on test_a and test_b of each run;
 5. ``audit``: the Grad-CAM audit of every classifier run on test_a at the finest Swin stage (``OUT/audit``;
    the grid shows the first seed);
-6. ``claims``: the paper's claims as paired differences with patient-bootstrap CIs and a verdict each
-   (``OUT/claims.md``, :mod:`mtlswin.pipeline.claims`);
+6. ``claims``: the paper's claims as paired differences with intervals over training seeds and test
+   patients, per-seed values, runs that did not learn, power, and a verdict each (``OUT/claims.md``,
+   ``OUT/claims.csv``, :mod:`mtlswin.pipeline.claims`);
 7. ``report``: ``OUT/report.md`` with the splits, claims, results table, figures, audit, and the paper's Table 1.
 
 The ``shortcut-sweep`` preset repeats 1-6 per spurious strength (``OUT/spurious-<s>/``) and adds the
@@ -29,8 +32,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from mtlswin.pipeline.paper_table import PAPER_TABLE1_MD
-from mtlswin.pipeline.parallel import TrainTask, default_jobs, run_tasks, train_config
+from mtlswin.paper_table import PAPER_TABLE1_MD
+from mtlswin.pipeline.parallel import RunClock, TrainTask, default_jobs, run_tasks, train_config
 from mtlswin.pipeline.presets import AUXILIARY_ROWS, SEGMENTATION_RUN_FOR, Preset, get_preset, ordered_rows
 
 AUDIT_SPLIT = "test_a"
@@ -77,6 +80,14 @@ class Progress:
         if not done():
             raise RuntimeError(f"stage {name!r} finished but its output is not valid; see the messages above")
         self.log(f"[{k}] {name}: done in {self.timings[name]:.1f} s")
+
+
+def draw_seed(phantom_seed: int, training_seed: int) -> int:
+    """The phantom seed of training seed k's draw under the master ``phantom_seed`` M: ``1000 * M + k``
+    (M = 0 gives draws 0, 1, 2 for the demo's seeds; another M gives draws that share none of them)."""
+    if not 0 <= training_seed < 1000:
+        raise ValueError(f"one phantom draw per seed needs seeds in 0..999, got {training_seed}")
+    return 1000 * phantom_seed + training_seed
 
 
 def _synth(
@@ -231,13 +242,25 @@ def _claims(out: Path, runs: list[Path], audit: Path) -> None:
         table.to_csv(tmp, index=False)
 
 
-def _protocol_text(preset: Preset, manifest: Path, splits: Path, target: str) -> str:
+def _protocol_text(preset: Preset, data: dict[int, SeedData], target: str) -> str:
     """What the test sets hold (slices, positives, patients) and how the splits depart from the paper's."""
     from mtlswin.data.manifest import read_manifest
     from mtlswin.data.splits import read_splits, split_table
 
-    table = read_manifest(manifest, target, check_files=False).table
-    lines = ["## Data and splits", "", "```", split_table(table, read_splits(splits, table), target), "```", ""]
+    tables = {}
+    for seed, part in data.items():
+        table = read_manifest(part.manifest, target, check_files=False).table
+        tables[seed] = split_table(table, read_splits(part.splits, table), target)
+    first = next(iter(tables))
+    lines = ["## Data and splits", ""]
+    if len(set(data.values())) > 1:
+        lines += ["Each training seed has a phantom draw of its own: seed k's rows train and are tested on draw k "
+                  "(the rows of one draw share it, so their differences stay paired). A verdict therefore speaks for "
+                  "the method on the phantom, not for one data set.", ""]  # fmt: skip
+        for seed, text in tables.items():
+            lines += [f"Seed {seed} (`{data[seed].manifest.parent.parent.name}`):", "", "```", text, "```", ""]
+    else:
+        lines += ["```", tables[first], "```", ""]
     opts = preset.split_options
     if opts.get("test_a_fraction") not in (None, 0.1):
         lines.append(f"- Test A is {opts['test_a_fraction']:.0%} of hospital 1 (the paper: 10%), for enough positives.")
@@ -301,10 +324,14 @@ class Experiment:
     """What one experiment (one phantom or manifest, one set of runs) produced."""
 
     out: Path
-    manifest: Path
-    splits: Path
+    data: dict[int, SeedData]  # training seed -> its data
     runs: list[Path]
     audit: Path
+
+    @property
+    def manifest(self) -> Path:
+        """The first seed's manifest (every seed's, unless each has a phantom draw of its own)."""
+        return next(iter(self.data.values())).manifest
 
 
 def _train_runs(
@@ -316,9 +343,11 @@ def _train_runs(
         if task not in todo:
             progress.stage(f"train {task.name}{tag}", lambda: True, lambda: None)
     if jobs <= 1 or len(todo) <= 1:
+        clock = RunClock(len(todo))
         for task in todo:
             progress.stage(f"train {task.name}{tag}", lambda t=task: _run_ok(runs_dir / t.name, t.digest),
                            lambda t=task: train_config(t.config, t.overrides))  # fmt: skip
+            log(f"training: {clock.finished()}{tag}")
         return
     # several runs share the terminal: no per-run progress bars or model summaries, one line per event
     quiet = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
@@ -330,29 +359,66 @@ def _train_runs(
     progress.timings[f"train {len(todo)} runs, {jobs} at a time{tag}"] = time.perf_counter() - start
 
 
-def _experiment(
-    preset: Preset, out: Path, manifest: str | Path | None, seeds: tuple[int, ...], rows: Sequence[str] | None,
-    overrides: Sequence[str], slices: int | None, progress: Progress, log: Callable[[str], None],
-    spurious: float | None = None, jobs: int = 1,
-) -> Experiment:  # fmt: skip
-    """Data, splits, training, evaluation, audit and claims of one experiment under ``out``."""
-    target = "hypodensity"
-    tag = "" if spurious is None else f" [spurious {spurious:g}]"
-    if manifest is None:
-        if preset.phantom is None:
-            raise ValueError(f"preset {preset.name!r} needs --manifest (it generates no phantom)")
-        data_dir = out / "phantom"
-        manifest_path = data_dir / "manifest.csv"
-        progress.stage(f"data (phantom){tag}", lambda: _manifest_ok(manifest_path),
-                       lambda: _synth(data_dir, preset, slices, 0, spurious, workers=jobs))  # fmt: skip
-    else:
+@dataclass(frozen=True)
+class SeedData:
+    """The data the runs of one training seed use: manifest, splits and image cache."""
+
+    manifest: Path
+    splits: Path
+    cache: Path
+
+
+def _phantom_data(
+    preset: Preset, folder: Path, seed: int, slices: int | None, spurious: float | None, progress: Progress,
+    log: Callable[[str], None], name: str, jobs: int,
+) -> SeedData:  # fmt: skip
+    """Write (or find) one phantom draw and its splits under ``folder``."""
+    data_dir = folder / "phantom"
+    manifest = data_dir / "manifest.csv"
+    progress.stage(f"data ({name})", lambda: _manifest_ok(manifest),
+                   lambda: _synth(data_dir, preset, slices, seed, spurious, workers=jobs))  # fmt: skip
+    return _with_splits(preset, manifest, folder, progress, log, name)
+
+
+def _with_splits(
+    preset: Preset, manifest: Path, folder: Path, progress: Progress, log: Callable[[str], None], name: str
+) -> SeedData:
+    target, splits = "hypodensity", folder / "splits.csv"
+    progress.stage(f"splits ({name})", lambda: _splits_ok(manifest, splits, target),
+                   lambda: _make_splits(manifest, splits, target, 0, log, preset.split_options))  # fmt: skip
+    return SeedData(manifest, splits, folder / "cache")
+
+
+def _seed_data(
+    preset: Preset, out: Path, manifest: str | Path | None, seeds: tuple[int, ...], slices: int | None,
+    progress: Progress, log: Callable[[str], None], spurious: float | None, jobs: int, phantom_seed: int,
+) -> dict[int, SeedData]:  # fmt: skip
+    """Each training seed's data: the user's manifest (shared), one phantom, or one phantom draw per seed."""
+    tag = "" if spurious is None else f", spurious {spurious:g}"
+    if manifest is not None:
         manifest_path = Path(manifest).resolve()
         if not manifest_path.is_file():
             raise FileNotFoundError(f"--manifest {manifest_path} does not exist")
-    splits = out / "splits.csv"
-    progress.stage(f"splits{tag}", lambda: _splits_ok(manifest_path, splits, target),
-                   lambda: _make_splits(manifest_path, splits, target, 0, log, preset.split_options))  # fmt: skip
+        shared = _with_splits(preset, manifest_path, out, progress, log, f"your manifest{tag}")
+        return dict.fromkeys(seeds, shared)
+    if preset.phantom is None:
+        raise ValueError(f"preset {preset.name!r} needs --manifest (it generates no phantom)")
+    if not preset.draw_per_seed:
+        shared = _phantom_data(preset, out, phantom_seed, slices, spurious, progress, log, f"phantom{tag}", jobs)
+        return dict.fromkeys(seeds, shared)
+    return {k: _phantom_data(preset, out / "data" / f"seed-{k}", draw_seed(phantom_seed, k), slices, spurious,
+                             progress, log, f"phantom draw {draw_seed(phantom_seed, k)} for seed {k}{tag}", jobs)
+            for k in seeds}  # fmt: skip
 
+
+def _experiment(
+    preset: Preset, out: Path, manifest: str | Path | None, seeds: tuple[int, ...], rows: Sequence[str] | None,
+    overrides: Sequence[str], slices: int | None, progress: Progress, log: Callable[[str], None],
+    spurious: float | None = None, jobs: int = 1, phantom_seed: int = 0,
+) -> Experiment:  # fmt: skip
+    """Data, splits, training, evaluation, audit and claims of one experiment under ``out``."""
+    tag = "" if spurious is None else f" [spurious {spurious:g}]"
+    data = _seed_data(preset, out, manifest, seeds, slices, progress, log, spurious, jobs, phantom_seed)
     runs_dir = out / "runs"
     row_list = ordered_rows(tuple(rows) if rows is not None else preset.rows)
     runs: list[Path] = []
@@ -361,9 +427,9 @@ def _experiment(
         for row in row_list:
             run = runs_dir / f"{row}-seed{seed}"
             cfg = [
-                f"data.manifest={manifest_path}",
-                f"data.splits={splits}",
-                f"data.cache_dir={out / 'cache'}",
+                f"data.manifest={data[seed].manifest}",
+                f"data.splits={data[seed].splits}",
+                f"data.cache_dir={data[seed].cache}",
                 f"train.seed={seed}",
                 f"output.dir={runs_dir}",
                 f"output.name={run.name}",
@@ -388,13 +454,14 @@ def _experiment(
     audit = out / "audit"
     classifiers = [r for r in runs if _has_logits(r)]  # seed-major: the first seed's runs come first
     n_grid = sum(r.name.endswith(f"-seed{seeds[0]}") for r in classifiers)
-    if classifiers and not _split_has_masks(manifest_path, splits, AUDIT_SPLIT):
+    first = data[seeds[0]]
+    if classifiers and not _split_has_masks(first.manifest, first.splits, AUDIT_SPLIT):
         log(f"audit: skipped ({AUDIT_SPLIT} has no slice with a hematoma mask)")
     elif classifiers:
         progress.stage(f"audit{tag}", lambda: _audit_ok(audit, classifiers), lambda: _audit(audit, classifiers, n_grid))
     if classifiers:
         progress.stage(f"claims{tag}", lambda: _claims_ok(out, runs), lambda: _claims(out, runs, audit))
-    return Experiment(out, manifest_path, splits, runs, audit)
+    return Experiment(out, data, runs, audit)
 
 
 def reproduce(
@@ -407,8 +474,12 @@ def reproduce(
     slices: int | None = None,
     log: Callable[[str], None] = print,
     jobs: int | None = None,
+    phantom_seed: int = 0,
 ) -> Path:
     """Run the whole experiment of ``preset_name`` into ``out``; returns the path of ``out/report.md``.
+
+    ``phantom_seed``: the master seed of the phantom (with one draw per seed, draw k is
+    :func:`draw_seed` ``(phantom_seed, k)``); ignored with a ``manifest``.
 
     ``jobs``: training runs side by side (default: one per CPU core, at most 4, for the CPU presets; 1 for
     ``paper``), see :mod:`mtlswin.pipeline.parallel`.
@@ -432,14 +503,15 @@ def reproduce(
         for strength in preset.strengths:
             sub = out / f"spurious-{strength:g}"
             sub.mkdir(parents=True, exist_ok=True)
-            exp = _experiment(preset, sub, None, seeds, rows, overrides, slices, progress, log, strength, jobs)
-            _write_report(sub, preset, exp.runs, exp.audit, {}, _protocol_text(preset, exp.manifest, exp.splits,
-                                                                                 "hypodensity"))  # fmt: skip
+            exp = _experiment(preset, sub, None, seeds, rows, overrides, slices, progress, log, strength, jobs,
+                              phantom_seed)  # fmt: skip
+            _write_report(sub, preset, exp.runs, exp.audit, {}, _protocol_text(preset, exp.data, "hypodensity"))
             experiments[strength] = exp
         report = write_sweep_report(out, preset, experiments, progress.timings)
     else:
-        exp = _experiment(preset, out, manifest, seeds, rows, overrides, slices, progress, log, jobs=jobs)
-        protocol = _protocol_text(preset, exp.manifest, exp.splits, "hypodensity")
+        exp = _experiment(preset, out, manifest, seeds, rows, overrides, slices, progress, log, jobs=jobs,
+                          phantom_seed=phantom_seed)  # fmt: skip
+        protocol = _protocol_text(preset, exp.data, "hypodensity")
         report = _write_report(out, preset, exp.runs, exp.audit, progress.timings, protocol)
     log(f"report: {report}  (total {sum(progress.timings.values()) / 60:.1f} min)")
     return report

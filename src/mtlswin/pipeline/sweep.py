@@ -91,7 +91,11 @@ def write_sweep_report(out: Path, preset: Any, experiments: dict[float, Any], ti
             sel = c[(c["statistic"] == "drop") & (c["row"] == "swin") & c["reference"].isna()]
             if len(sel):
                 r = sel.iloc[0]
-                drop = f": Swin's drop {r['estimate']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}], {r['verdict']}"
+                if r.get("seeds", 2) >= 2:
+                    drop = f": Swin's drop {r['estimate']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}], {r['verdict']}"
+                else:  # one seed: only the patients' interval exists, and no verdict for the method
+                    drop = (f": Swin's drop {r['estimate']:+.3f}, patient-only interval [{r['patient_low']:+.3f}, "
+                            f"{r['patient_high']:+.3f}] (one seed: no verdict)")  # fmt: skip
         lines.append(f"- strength {strength:g}: [{rel}/report.md]({rel}/report.md){drop}")
     total = sum(timings.values())
     lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---|"]

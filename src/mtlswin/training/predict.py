@@ -1,14 +1,26 @@
-"""``mtlswin predict RUN_OR_CKPT INPUT... --out DIR``: classify slices from image files or folders.
+"""``mtlswin predict RUN_OR_CKPT INPUT... --out DIR``: classify slices, volumes and series.
 
-Inputs are found by :func:`mtlswin.data.inputs.find_images` (every DICOM, PNG/JPEG, ``.npy`` and NIfTI file
-under a folder). Each slice is read with :func:`mtlswin.data.readers.load_slice` (the run's HU window, or
-(40, 80) without a run config), resized to the model's input like the training data, and classified. A file
-that cannot be read is skipped with one line on stderr and a row of ``DIR/skipped.csv``; only when no input
-can be read is it an error. Writes ``DIR/predictions.csv`` (``file, name, probability, predicted_label``) and,
-for models with a segmentation head, ``DIR/overlays/<name>.png``: the slice with the predicted hematoma mask
-in red (``name``: the input's unique output name). With ``masks=False`` (``--no-masks``) a classifying model
-runs its classification path only (no decoder) and writes no overlay. Every file is written atomically; a
-failed call that created ``DIR`` removes it.
+Inputs are expanded by :func:`mtlswin.data.volumes.expand_slices`: every DICOM, PNG/JPEG, ``.npy`` and NIfTI
+file under a folder; a NIfTI volume gives EVERY slice (``vol.nii.gz#k``, last axis); DICOM files of one
+series (same folder and ``SeriesInstanceUID``) give every slice in ``ImagePositionPatient`` order. Each slice
+is read with :func:`mtlswin.data.readers.load_slice` (the run's HU window, or (40, 80) without a run config),
+resized to the model's input like the training data, and classified. A file that cannot be read is skipped
+with one line on stderr and a row of ``DIR/skipped.csv``; only when no input can be read is it an error.
+
+Writes:
+
+- ``DIR/predictions.csv``: one row per slice, ``file, name, probability, predicted_label, scan, slice_index``
+  (``scan``: the output name of the volume or series the slice belongs to, ``slice_index`` its 0-based
+  position there; both empty for a lone slice such as a PNG or a DICOM file given by name);
+- ``DIR/scans.csv`` (only when some input is a volume or series): one row per scan,
+  ``scan, file, n_slices, max_probability, max_slice, max_name, predicted_label``: the largest positive-class
+  probability over the scan's slices, the slice where it occurs (first one on ties) and that slice's name;
+  ``predicted_label`` is ``max_probability >= threshold`` (a scan is positive when one slice is);
+- for models with a segmentation head, ``DIR/overlays/<name>.png``: the slice with the predicted hematoma
+  mask in red. With ``masks=False`` (``--no-masks``) a classifying model runs its classification path only
+  (no decoder) and writes no overlay.
+
+Every file is written atomically; a failed call that created ``DIR`` removes it.
 """
 
 from __future__ import annotations
@@ -23,9 +35,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["predict_files"]
+__all__ = ["predict_files", "scan_table"]
 
-COLUMNS = ["file", "name", "probability", "predicted_label"]
+COLUMNS = ["file", "name", "probability", "predicted_label", "scan", "slice_index"]
+SCAN_COLUMNS = ["scan", "file", "n_slices", "max_probability", "max_slice", "max_name", "predicted_label"]
 
 
 def _overlay(image: np.ndarray, mask: np.ndarray, prob: float | None, path: Path) -> None:
@@ -48,9 +61,10 @@ def predict_files(
     masks: bool = True,
 ) -> pd.DataFrame:  # fmt: skip
     """Predict every slice of ``inputs`` with the run (folder / .ckpt / .safetensors) ``run``; see module doc."""
-    from mtlswin.data.inputs import SkipLog, find_images
+    from mtlswin.data.inputs import SkipLog
     from mtlswin.data.readers import load_slice
     from mtlswin.data.transforms import resize_pair
+    from mtlswin.data.volumes import expand_slices
     from mtlswin.io import atomic_path, created_dir
     from mtlswin.runs import Run
 
@@ -61,7 +75,7 @@ def predict_files(
     model_tasks = tuple(getattr(model, "tasks", ()))
     tasks = ("cls",) if not masks and "cls" in model_tasks else tuple(t for t in model_tasks if t != "rec")
     skipped = SkipLog()
-    files = find_images(inputs, skipped)
+    files = expand_slices(inputs, skipped)
     out = Path(out)
     with created_dir(out):
         rows = []
@@ -83,7 +97,8 @@ def predict_files(
             for i, item in enumerate(chunk):
                 prob = None if probs[i] is None else float(probs[i])
                 label = None if prob is None else int(prob >= threshold)
-                rows.append({"file": str(item.path), "name": item.name, "probability": prob, "predicted_label": label})
+                rows.append({"file": str(item.path), "name": item.name, "probability": prob, "predicted_label": label,
+                             "scan": item.scan, "slice_index": item.slice_index})  # fmt: skip
                 if seg_masks is not None:
                     _overlay(images[i][0].numpy(), seg_masks[i], prob, out / "overlays" / f"{item.name}.png")
         skipped.write(out)
@@ -94,6 +109,31 @@ def predict_files(
                 if len(skipped) else f"no image files (DICOM, PNG/JPEG, .npy, NIfTI) in {[str(i) for i in inputs]}"
             )  # fmt: skip
         table = pd.DataFrame(rows, columns=COLUMNS)
+        table["slice_index"] = table["slice_index"].astype("Int64")
         with atomic_path(out / "predictions.csv") as tmp:
             table.to_csv(tmp, index=False)
+        scans = scan_table(table, threshold, {f.scan: f.scan_file for f in files if f.scan})
+        (out / "scans.csv").unlink(missing_ok=True)
+        if len(scans):
+            with atomic_path(out / "scans.csv") as tmp:
+                scans.to_csv(tmp, index=False)
     return table
+
+
+def scan_table(table: pd.DataFrame, threshold: float, scan_files: dict[str, str | None]) -> pd.DataFrame:
+    """One row per scan of the slice ``table`` (see the module docstring); empty without volumes or series."""
+    rows = []
+    for scan, group in table[table["scan"].notna()].groupby("scan", sort=False):
+        group = group.sort_values("slice_index", kind="stable")
+        probs = group["probability"].astype(float)
+        if probs.isna().all():  # a model without a classifier: no probability to take the maximum of
+            best, prob = group.iloc[0], None
+        else:
+            best = group.loc[probs.idxmax()]
+            prob = float(best["probability"])
+        rows.append({
+            "scan": scan, "file": scan_files.get(scan), "n_slices": len(group), "max_probability": prob,
+            "max_slice": int(best["slice_index"]), "max_name": best["name"],
+            "predicted_label": None if prob is None else int(prob >= threshold),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=SCAN_COLUMNS)

@@ -1,8 +1,8 @@
 """``mtlswin report RUN... --out DIR``: the paper's Table 1 from evaluated runs, with figures.
 
 Writes ``table1.md`` / ``table1.csv`` (rows = Table-1 rows, i.e. run names without a ``-seedN`` suffix; columns
-IoU | acc prec rec F1 AUC on test A | the same on test B; F1 is the macro F1 as in the paper; mean ± sd over
-seeds), ``roc.png`` (ROC of every run on both test sets), ``training_curves.png`` (train loss, val AUC / IoU),
+seeds | runs that did not learn (:mod:`mtlswin.training.learned`) | IoU | acc prec rec F1 AUC on test A | the
+same on test B; F1 is the macro F1 as in the paper; mean ± sd over seeds), ``roc.png`` (ROC of every run on both test sets), ``training_curves.png`` (train loss, val AUC / IoU),
 ``confusion.png`` (confusion matrix per row and test set) and ``report.md`` linking them. A Grad-CAM audit
 folder (``audit.md``, ``audit.csv``, ``gradcam_grid.png``), given or found in a run folder, is included.
 """
@@ -25,8 +25,9 @@ import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve
 
 from mtlswin.io import atomic_path, atomic_write_text, created_dir
-from mtlswin.pipeline.paper_table import TABLE1_LABELS
+from mtlswin.paper_table import TABLE1_LABELS
 from mtlswin.runs import trained_name
+from mtlswin.training.learned import best_val_auc, learning_failure
 
 __all__ = ["RunResult", "load_results", "table1", "write_report"]
 
@@ -47,6 +48,11 @@ class RunResult:
     metrics: dict = field(default_factory=dict)  # metrics.json
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)  # split -> predictions table
     log: pd.DataFrame | None = None  # logs/metrics.csv
+
+    @property
+    def not_learned(self) -> str:
+        """Why the run did not learn, or "" (:mod:`mtlswin.training.learned`)."""
+        return learning_failure(best_val_auc(self.log), self.predictions)
 
 
 def load_results(run: Path) -> RunResult:
@@ -109,12 +115,24 @@ def _fmt(mean: float, sd: float) -> str:
     return f"{text} ± {sd:.3f}".replace("± 0.", "± .") if np.isfinite(sd) else text
 
 
-def table1_markdown(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series) -> str:
-    """The Markdown table in the paper's layout."""
-    head = ["Method", "seeds", "IoU"] + [f"{HEADERS[m]} {s[-1].upper()}" for s in SPLITS for m in METRICS]
+def not_learned_by_row(results: list[RunResult]) -> dict[str, list[str]]:
+    """Table-1 row -> the names of its runs that did not learn."""
+    out: dict[str, list[str]] = {}
+    for r in results:
+        if r.not_learned:
+            out.setdefault(r.row, []).append(r.name)
+    return out
+
+
+def table1_markdown(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series, flagged: dict | None = None) -> str:
+    """The Markdown table in the paper's layout, with the runs of each row that did not learn."""
+    flagged = flagged or {}
+    head = ["Method", "seeds", "did not learn", "IoU"] + [f"{HEADERS[m]} {s[-1].upper()}" for s in SPLITS
+                                                          for m in METRICS]  # fmt: skip
     lines = [
         "A = test A (held-out slices of hospital 1; the models trained on hospitals 1-4), B = test B (hospitals "
-        "5-11); mean ± sd over seeds where there are several.",
+        "5-11); mean ± sd over seeds where there are several. *Did not learn*: runs with validation AUC <= 0.6 or "
+        "one class predicted for >= 99% of a test set; they stay in the means.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -122,19 +140,35 @@ def table1_markdown(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series) -> str:
     for row in mean.index:
         cells = [_fmt(mean.loc[row, c], sd.loc[row, c]) for c in mean.columns]
         label = f"{TABLE1_LABELS[row]} (`{row}`)" if row in TABLE1_LABELS else row
-        lines.append(f"| {label} | {n[row]} | " + " | ".join(cells) + " |")
+        runs = flagged.get(row, [])
+        failed = f"**{len(runs)}** ({', '.join(runs)})" if runs else "0"
+        lines.append(f"| {label} | {n[row]} | {failed} | " + " | ".join(cells) + " |")
     lines.append("\nF1 is the macro F1 over both classes (the paper's F1); positive-class F1 is in metrics.json.")
     return "\n".join(lines) + "\n"
 
 
-def table1_csv(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series) -> pd.DataFrame:
-    """Flat CSV: ``row, seeds`` then ``<split>_<metric>`` and ``<split>_<metric>_sd``."""
+def table1_csv(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series, flagged: dict | None = None) -> pd.DataFrame:
+    """Flat CSV: ``row, seeds, not_learned`` then ``<split>_<metric>`` and ``<split>_<metric>_sd``."""
     out = pd.DataFrame(index=mean.index)
     out["seeds"] = n
+    out["not_learned"] = [";".join((flagged or {}).get(r, [])) for r in mean.index]
     for split, metric in mean.columns:
         out[f"{split}_{metric}"] = mean[(split, metric)]
         out[f"{split}_{metric}_sd"] = sd[(split, metric)]
     return out.rename_axis("row").reset_index()
+
+
+def _not_learned_section(results: list[RunResult]) -> str:
+    failed = [r for r in results if r.not_learned]
+    classifiers = [r for r in results if best_val_auc(r.log) is not None or any("prob" in t for t in
+                                                                                  r.predictions.values())]  # fmt: skip
+    lines = ["## Runs that did not learn", "",
+             f"{len(failed)} of {len(classifiers)} classifier runs did not learn (validation AUC <= 0.6, or one class "
+             "predicted for >= 99% of a test set). They stay in every mean and every claim: a method that sometimes "
+             "fails to train has that in its record."]  # fmt: skip
+    if failed:
+        lines += ["", "| run | why |", "|---|---|"] + [f"| {r.name} | {r.not_learned} |" for r in failed]
+    return "\n".join(lines) + "\n"
 
 
 def plot_roc(results: list[RunResult], path: Path) -> Path:
@@ -253,13 +287,14 @@ def write_report(runs: list[Path], out: Path, audit: str | Path | None = None) -
     results = [load_results(r) for r in runs]
     with created_dir(out):
         mean, sd, n = table1(results)
-        markdown = table1_markdown(mean, sd, n)
+        flagged = not_learned_by_row(results)
+        markdown = table1_markdown(mean, sd, n, flagged)
         atomic_write_text(out / "table1.md", markdown)
         with atomic_path(out / "table1.csv") as tmp:
-            table1_csv(mean, sd, n).to_csv(tmp, index=False)
+            table1_csv(mean, sd, n, flagged).to_csv(tmp, index=False)
         figures = [plot_roc(results, out / "roc.png"), plot_training_curves(results, out / "training_curves.png")]
         figures.append(plot_confusions(results, out / "confusion.png"))
-        text = ["# Results (Table 1 layout)", "", markdown, "## Figures", ""]
+        text = ["# Results (Table 1 layout)", "", markdown, _not_learned_section(results), "## Figures", ""]
         text += [f"![{p.stem}]({p.name})" for p in figures if p is not None]
         audit_dir = _find_audit(results, audit)
         report = "\n".join(text) + "\n" + (_audit_section(audit_dir, out) if audit_dir else "")

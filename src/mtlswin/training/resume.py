@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -23,7 +24,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-__all__ = ["ResumableTrainLoader", "TrainPosition", "rng_states", "set_rng_states"]
+__all__ = ["ResumableTrainLoader", "TrainPosition", "last_checkpoint", "rng_states", "set_rng_states"]
+
+
+def last_checkpoint(run_dir: Path, resume: bool) -> Path:
+    """``RUN/checkpoints/last.ckpt``, after checking it agrees with ``resume`` (``train`` and ``pretrain``):
+    ``--resume`` needs it, a fresh run must not find one (it would overwrite a run)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise ValueError(f"--resume: no checkpoint at {str(last)!r}; run without --resume first")
+    if not resume and last.is_file():
+        raise ValueError(f"run folder {str(run_dir)!r} already holds a run; resume it with --resume or set output.name")
+    return last
 
 
 def _sampler_of(loader: DataLoader) -> Any:

@@ -23,10 +23,9 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "LRFactor", "build_optimizer", "build_scheduler", "poly_lr"]
+from mtlswin.config import OPTIMIZERS, SCHEDULES
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("poly", "cosine")
+__all__ = ["OPTIMIZERS", "SCHEDULES", "LRFactor", "build_optimizer", "build_scheduler", "poly_lr"]
 
 
 def poly_lr(base_lr: float, iteration: int, max_iter: int, power: float = 0.9) -> float:

@@ -33,7 +33,7 @@ from mtlswin.training.checkpoint_io import AtomicCheckpointIO
 from mtlswin.training.datamodule import TrainingData
 from mtlswin.training.module import MTLModule, default_monitor
 from mtlswin.training.quiet import quiet_lightning
-from mtlswin.training.resume import TrainPosition
+from mtlswin.training.resume import TrainPosition, last_checkpoint
 
 __all__ = ["build_datamodule", "build_model", "build_trainer", "train"]
 
@@ -178,11 +178,7 @@ def _check_replicas(module: MTLModule, trainer: pl.Trainer, run_dir: Path) -> No
 def train(config: Config, resume: bool = False) -> Path:
     """Train (or resume) the run of ``config``; returns the run folder (Lightning's noise silenced: :mod:`.quiet`)."""
     run_dir = config.run_dir
-    last_ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if resume and not last_ckpt.is_file():
-        raise ValueError(f"--resume: no checkpoint at {str(last_ckpt)!r}; train without --resume first")
-    if not resume and last_ckpt.is_file():
-        raise ValueError(f"run folder {str(run_dir)!r} already holds a run; resume it with --resume or set output.name")
+    last_ckpt = last_checkpoint(run_dir, resume)
     data = build_datamodule(config)  # checks the data files first
     pl.seed_everything(config.train.seed, workers=True)
     # A fresh run that fails before its first checkpoint removes the folder it created (none is left half-made);

@@ -38,3 +38,18 @@ PAPER_TABLE1_MD = """\
 """
 # Test A = a held-out 10% of hospital 1 (trained on hospitals 1-4); test B = hospitals 5-11 (covariate shift).
 # F1 is the macro F1 over both classes (see SPEC.md).
+
+
+def _paper_auc() -> dict[str, tuple[float, float]]:
+    """``row -> (AUC A, AUC B)`` read from :data:`PAPER_TABLE1_MD` (one source for the numbers)."""
+    by_label = {label: row for row, label in TABLE1_LABELS.items()}
+    out = {}
+    for line in PAPER_TABLE1_MD.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[6] and cells[11]:
+            out[by_label[cells[0]]] = (float(cells[6]), float(cells[11]))
+    return out
+
+
+# The paper's AUC on test A and test B per classifier row: what its claims' differences were.
+PAPER_AUC = _paper_auc()
