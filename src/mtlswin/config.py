@@ -73,11 +73,18 @@ class DataConfig:
     on_bad_row: str = "error"  # "error" | "skip"
     normalize: Any = "none"  # "none" | "train-stats" (mean/std of the train split) | [mean, std]: the model's
     # input standardisation (model.input_mean / input_std, saved with the weights); see mtlswin.models.input_norm
+    mask_fraction: float = 1.0  # mask budget: share of the train split's masks kept (whole patients, train.seed)
 
 
 # The optimiser and schedule names the config accepts; :mod:`mtlswin.training.schedule` builds them.
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine")
+# Training options of any classifier row (docs/methods.md): a guidance term added to the loss and the objective
+# that reduces the per-sample classification loss; :mod:`mtlswin.training.module` builds them.
+GUIDANCE_METHODS = ("none", "rrr", "cam_align")
+OBJECTIVES = ("erm", "groupdro")
+# lambda of each guidance method when ``train.guidance_weight`` is None (docs/methods.md says why these).
+DEFAULT_GUIDANCE_WEIGHTS = {"rrr": 10.0, "cam_align": 1.0}
 
 
 @dataclass
@@ -99,6 +106,11 @@ class TrainConfig:
     monitor: str | None = None  # None = "val/auc" (classification) or "val/iou" (segmentation only)
     checkpoint_every_n_steps: int = 50  # RUN/checkpoints/last.ckpt also every N optimiser steps
     threshold: float = 0.5  # decision threshold on the positive-class probability
+    guidance: str = "none"  # "none" | "rrr" (input gradients outside the mask) | "cam_align" (CAM-mask Dice)
+    guidance_weight: float | None = None  # lambda of the guidance term; None = DEFAULT_GUIDANCE_WEIGHTS[guidance]
+    guidance_dilation: int = 2  # rrr: pixels by which the hematoma mask is dilated before "outside" is taken
+    objective: str = "erm"  # "erm" (mean CE) | "groupdro" (Sagawa et al. 2020; groups = label x cue)
+    groupdro_eta: float = 0.01  # groupdro: exponentiated-gradient step size of the group weights q
 
 
 @dataclass
@@ -292,6 +304,8 @@ def _check_values(config: Config) -> None:
         raise ValueError(f"data.normalize must be 'none', 'train-stats' or [mean, std] with std > 0; got {norm!r}")
     if data.batch_size < 1:
         raise ValueError(f"data.batch_size must be >= 1, got {data.batch_size}")
+    if not 0.0 <= data.mask_fraction <= 1.0:
+        raise ValueError(f"data.mask_fraction must be in [0, 1] (1 = every train mask), got {data.mask_fraction}")
     from mtlswin.data.cache import DTYPES  # lazy: the data modules import torch
     from mtlswin.data.transforms import POLICIES
 
@@ -309,10 +323,31 @@ def _check_values(config: Config) -> None:
         raise ValueError(
             f"train.checkpoint_every_n_steps must be >= 0 (0 = only at epoch end), got {train.checkpoint_every_n_steps}"
         )
+    _check_methods(config)
     if train.loss_weights is not None:
         bad = [t for t in train.loss_weights if t not in ("cls", "seg", "rec")]
         if bad:
             raise ValueError(f"train.loss_weights has unknown task {bad[0]!r}; tasks are 'cls', 'seg', 'rec'")
+
+
+def _check_methods(config: Config) -> None:
+    """``train.guidance`` / ``objective`` and their parameters (docs/methods.md)."""
+    train = config.train
+    _check_choice("train.guidance", train.guidance, GUIDANCE_METHODS)
+    _check_choice("train.objective", train.objective, OBJECTIVES)
+    if train.guidance_weight is not None and train.guidance_weight < 0:
+        raise ValueError(
+            f"train.guidance_weight must be >= 0 (or null for the method's default), got {train.guidance_weight}"
+        )
+    if train.guidance_dilation < 0:
+        raise ValueError(f"train.guidance_dilation must be >= 0 pixels, got {train.guidance_dilation}")
+    if train.groupdro_eta <= 0:
+        raise ValueError(f"train.groupdro_eta must be > 0, got {train.groupdro_eta}")
+    if train.guidance != "none" and config.trainer.get("compile"):
+        raise ValueError(
+            f"train.guidance {train.guidance!r} cannot run with trainer.compile (rrr needs a double backward and "
+            "cam_align a forward hook, which torch.compile does not support); set trainer.compile: false"
+        )
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

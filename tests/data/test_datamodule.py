@@ -144,3 +144,80 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="augment must be one of"):
         CTDataModule("m.csv", "s.csv", augment="heavy")
     assert np.isfinite(parse_window((40, 80))[0])
+
+
+# The mask budget (data.mask_fraction): whole train patients keep or lose their masks.
+
+
+def test_kept_masks_keeps_whole_patients_near_the_target_and_nests():
+    from mtlswin.data.mask_budget import kept_masks
+
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 9, 60)  # 60 patients of 1-8 masked slices, plus unmasked slices
+    pid = np.repeat([f"p{j:02d}" for j in range(60)], sizes + 2)
+    has = np.concatenate([np.r_[np.ones(s, bool), np.zeros(2, bool)] for s in sizes])
+    total, kept = has.sum(), {}
+    for f in (1.0, 0.3, 0.1, 0.0):
+        keep = kept_masks(pid, has, f, seed=5)
+        kept[f] = set(pid[keep])
+        assert not (keep & ~has).any()  # only rows with a mask can keep one
+        assert abs(keep.sum() - f * total) <= sizes.max() / 2  # within (half) a patient of the target
+        for p in set(pid[has]):  # whole patients: all of a patient's masks or none
+            assert len(set(keep[(pid == p) & has])) == 1
+    assert kept_masks(pid, has, 1.0, seed=5).tolist() == has.tolist() and kept[0.0] == set()
+    assert kept[0.1] <= kept[0.3] <= kept[1.0]  # the same seed nests the budgets (a sweep)
+    assert (kept_masks(pid, has, 0.3, seed=5) == kept_masks(pid, has, 0.3, seed=5)).all()
+    assert set(pid[kept_masks(pid, has, 0.3, seed=6)]) != kept[0.3]
+    order = rng.permutation(len(pid))  # independent of the row order
+    assert set(pid[order][kept_masks(pid[order], has[order], 0.3, seed=5)]) == kept[0.3]
+    with pytest.raises(ValueError, match="mask_fraction"):
+        kept_masks(pid, has, 1.5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def budget_data(tmp_path_factory):
+    """A larger tiny data set (320 slices, many masked train patients) for the mask budget."""
+    from data_fixtures import make_tiny_data
+
+    return make_tiny_data(tmp_path_factory.mktemp("budget"), n=320, size=32, seed=1)
+
+
+def _has_mask(ds) -> np.ndarray:
+    return np.array([bool(ds[i]["has_mask"]) for i in range(len(ds))])
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.3, 0.1])
+def test_mask_budget_hides_train_masks_of_whole_patients(budget_data, fraction):
+    full = _dm(budget_data)
+    dm = _dm(budget_data, mask_fraction=fraction, seed=2)
+    train, train_full = dm.dataset("train"), full.dataset("train")
+    before, after = _has_mask(train_full), _has_mask(train)
+    pid = np.array(train.patient_id)
+    sizes = pd.Series(pid[before]).value_counts()
+    assert len(sizes) >= 15 and not (after & ~before).any()
+    assert abs(after.sum() - fraction * before.sum()) <= sizes.max()  # within one patient of the target
+    for p in sizes.index:  # whole patients keep or lose their masks
+        assert len(set(after[(pid == p) & before])) == 1
+    hidden = np.isin(train.indices, dm.hidden_masks())
+    assert (hidden == (before & ~after)).all()
+    for i in np.flatnonzero(hidden)[:3]:  # a hidden mask is an unknown one: all zeros, as without a mask file
+        assert int(train[i]["mask"].sum()) == 0 and int(train_full[i]["mask"].sum()) > 0
+    for split in ("val", "test_a"):  # evaluation splits keep every mask
+        assert (_has_mask(dm.dataset(split)) == _has_mask(full.dataset(split))).all() and dm.hidden_masks(split) == []
+    if fraction == 1.0:  # identical to no budget
+        assert dm.hidden_masks() == [] and (after == before).all()
+        assert torch.equal(train[0]["mask"], train_full[0]["mask"])
+
+
+def test_mask_budget_with_a_cache_and_bad_values(budget_data, tmp_path):
+    plain = _dm(budget_data, mask_fraction=0.3)
+    cached = _dm(budget_data, mask_fraction=0.3, cache_dir=tmp_path / "cache")
+    assert (_has_mask(cached.dataset("train")) == _has_mask(plain.dataset("train"))).all()
+    with pytest.raises(ValueError, match="mask_fraction must be in"):
+        CTDataModule("m.csv", "s.csv", mask_fraction=-0.1)
+    from mtlswin.training.datamodule import TrainingData
+
+    on_device = TrainingData(budget_data.manifest, budget_data.splits, img_size=32, num_workers=0,
+                             cache_dir=tmp_path / "cache", device_cache=True, mask_fraction=0.3)  # fmt: skip
+    with pytest.raises(ValueError, match=r"mask_fraction < 1 does not work with data\.device_cache"):
+        on_device.dataset("train")  # the device cache reads has_mask from the cache: refused, not ignored

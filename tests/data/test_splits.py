@@ -106,3 +106,40 @@ def test_a_misnamed_splits_column_is_a_clear_error(tmp_path, header, missing):
     path.write_text(f"{header}\n0,train" + (",x" if header.count(",") == 2 else "") + "\n")
     with pytest.raises(ValueError, match=rf"splits\.csv: no column '{missing}'; a splits CSV needs columns"):
         read_splits(path)
+
+
+# The trap test set: hospitals 12, ... (the phantom's trap hospitals, appended after hospital 11).
+_WITH_TRAP = (400, 300, 300, 300, 60, 60, 60, 60, 60, 60, 60, 50, 30)
+
+
+@pytest.mark.parametrize(("protocol", "test_b_size"), [("paper", None), ("paper", "all"), ("patient", None)])
+def test_trap_split_is_every_trap_slice_and_changes_no_other_split(protocol, test_b_size):
+    plain, trap = _table(), _table(_WITH_TRAP)
+    assert trap.iloc[: len(plain)][["hospital", "patient_id"]].equals(plain[["hospital", "patient_id"]])
+    trap.loc[plain.index, "hypodensity"] = plain["hypodensity"]  # the same labels in hospitals 1-11
+    s_plain = make_splits(plain, "hypodensity", protocol, test_b_size=test_b_size, seed=3)
+    s_trap = make_splits(trap, "hypodensity", protocol, test_b_size=test_b_size, seed=3)
+    assert "test_trap" not in set(s_plain.split)  # no trap hospital, no test_trap rows
+    assert s_trap[s_trap.split != "test_trap"].reset_index(drop=True).equals(s_plain)  # the other 4 unchanged
+    trap_rows = _by(s_trap, trap, "test_trap")
+    assert len(trap_rows) == 80 and set(trap_rows.hospital) == {12, 13}
+    assert sorted(trap_rows.index) == sorted(trap.index[trap.hospital >= 12])
+    check_splits(trap, s_trap)
+    explicit = make_splits(trap, "hypodensity", protocol, test_b_size=test_b_size, trap_hospitals=(13,), seed=3)
+    assert set(_by(explicit, trap, "test_trap").hospital) == {13}
+
+
+def test_trap_split_file_table_and_checks(tmp_path):
+    table = _table(_WITH_TRAP)
+    s = make_splits(table, "hypodensity", seed=0)
+    path = write_splits(s, tmp_path / "splits.csv")
+    assert read_splits(path, table).equals(s)  # test_trap is a known split name
+    lines = split_table(table, s, "hypodensity").splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["train", "val", "test_a", "test_b", "test_trap"]
+    assert lines[5].split()[1] == "80" and lines[5].split()[-1] == "12,13"
+    plain = _table()
+    assert "test_trap" not in split_table(plain, make_splits(plain, "hypodensity", seed=0), "hypodensity")
+    table.loc[table.hospital == 12, "patient_id"] = "h2_p0"  # a trap patient also seen in training
+    s = make_splits(table, "hypodensity", seed=0)
+    with pytest.raises(ValueError, match=r"patient\(s\) of test_trap also in (train|val): \['h2_p0'\]"):
+        check_splits(table, s)

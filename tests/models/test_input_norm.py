@@ -19,7 +19,9 @@ def _pair(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     return plain, normed
 
 
-@pytest.mark.parametrize("name", list_models())
+# seg_gated_swin gates the RAW image with its frozen Swin-Unet (which keeps its own standardisation); only its
+# classifier sees the standardised gated image, so standardising the input first is not the same thing.
+@pytest.mark.parametrize("name", [m for m in list_models() if m != "seg_gated_swin"])
 def test_standardised_model_equals_plain_model_on_standardised_input(name):
     plain, normed = _pair(name)
     size = getattr(plain.config, "img_size", 32)

@@ -12,11 +12,11 @@ from mtlswin.pipeline.claims import (
     Claim,
     Evidence,
     SeedEvidence,
-    claims_markdown,
     evaluate_claims,
     load_evidence,
     verdict,
 )
+from mtlswin.pipeline.claims_table import claims_markdown
 
 
 def _base(n_patients: int, per: int, rng) -> pd.DataFrame:

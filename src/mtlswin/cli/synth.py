@@ -33,6 +33,15 @@ def register(subparsers) -> None:
     p.add_argument("--twins", type=_hospitals, default=(),
                    help="hospitals whose slices also get a counterfactual twin (cue flipped, all else identical), "
                    "e.g. 1,5-11 or all; the manifest's `twin` column names each twin")  # fmt: skip
+    p.add_argument("--trap-hospitals", type=int, default=0,
+                   help="extra trap hospitals 12, ... (default 0 = none): profiles and masks of hospitals 1-4, the cue "
+                   "ANTI-correlated with the label (phi = -spurious), a twin for every slice; `split` makes them test_trap")  # fmt: skip
+    p.add_argument(
+        "--trap-slices",
+        type=int,
+        default=None,
+        help="slices of all trap hospitals together (default: as many as hospitals 5-11 hold)",
+    )
     p.add_argument("--workers", type=int, default=1, help="processes writing hospitals in parallel (same files)")
     p.add_argument("--preview", action="store_true", help="also write OUT/preview.png (gallery)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -65,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     config = SynthConfig(
         preset=args.preset, slices=args.slices, size=args.size, seed=args.seed, spurious=args.spurious,
         p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity, twin_hospitals=args.twins,
+        trap_hospitals=args.trap_hospitals, trap_slices=args.trap_slices,
     )  # fmt: skip
     config.counts()  # checks --slices (at least one slice per hospital) before anything is written
     out = prepare_out(Path(args.out), args.overwrite)

@@ -7,6 +7,10 @@ splits CSV, refuses test-B patients seen in train/val (:func:`splits.check_split
 ``set_epoch`` (called by Lightning each epoch) also sets the dataset's epoch for the
 (seed, epoch, index) augmentation draw. ``val_dataloader()`` gives each DDP rank its own share of
 the validation split, without padding, so that synced metrics see every slice once.
+
+``mask_fraction`` < 1 (the mask budget, :mod:`mtlswin.data.mask_budget`): only that share of the TRAIN
+split's masked slices keep their mask (whole patients, chosen with ``seed``); the others' masks are
+unknown (``has_mask`` False). Validation and test splits keep every mask.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch.utils.data import DataLoader
 from mtlswin.data.cache import SliceCache, build_cache, find_cache
 from mtlswin.data.dataset import SliceDataset, collate_slices
 from mtlswin.data.manifest import Manifest, read_manifest, write_skipped
+from mtlswin.data.mask_budget import kept_masks
 from mtlswin.data.readers import Window
 from mtlswin.data.sampler import ResumableSampler
 from mtlswin.data.splits import SPLITS, check_splits, read_splits, split_table
@@ -59,8 +64,11 @@ class CTDataModule(L.LightningDataModule):
         on_bad_row: str = "error",
         seed: int = 0,
         eval_batch_size: int | None = None,
+        mask_fraction: float = 1.0,
     ):
         super().__init__()
+        if not 0.0 <= mask_fraction <= 1.0:
+            raise ValueError(f"mask_fraction must be in [0, 1] (1 = every train mask), got {mask_fraction}")
         if augment not in POLICIES:
             raise ValueError(f"augment must be one of {POLICIES}, got {augment!r}")
         if batch_size < 1 or num_workers < 0:
@@ -72,6 +80,7 @@ class CTDataModule(L.LightningDataModule):
         self.window = parse_window(window)
         self.cache_dir, self.cache_dtype = cache_dir, cache_dtype
         self.on_bad_row, self.seed = on_bad_row, int(seed)
+        self.mask_fraction = float(mask_fraction)
         self.manifest: Manifest | None = None
         self.splits: pd.DataFrame | None = None
         self.cache: SliceCache | None = None
@@ -120,11 +129,25 @@ class CTDataModule(L.LightningDataModule):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return self.splits.loc[self.splits["split"] == split, "index"].tolist()
 
+    def hidden_masks(self, split: str = "train") -> list[int]:
+        """Rows of ``split`` whose mask the mask budget hides (always none outside ``train``)."""
+        self.setup()
+        if split != "train" or self.mask_fraction >= 1.0:
+            return []
+        rows = self.indices(split)
+        has_mask = [self.manifest.mask_path(i) is not None for i in rows]
+        patients = self.manifest.table.loc[rows, "patient_id"].astype(str).tolist()
+        kept = kept_masks(patients, has_mask, self.mask_fraction, self.seed)
+        return [r for r, m, k in zip(rows, has_mask, kept) if m and not k]
+
     def dataset(self, split: str, augment: bool = False) -> SliceDataset:
         """The dataset of ``split``, augmented with the module's policy when ``augment``."""
         self.setup()
         key = (split, bool(augment))
         if key not in self._datasets:
+            hidden = self.hidden_masks(split)
+            if hidden and getattr(self, "device_cache", False):  # DeviceSlices reads has_mask from the cache
+                raise ValueError("data.mask_fraction < 1 does not work with data.device_cache yet; set one of them off")
             self._datasets[key] = SliceDataset(
                 self.manifest,
                 self.indices(split),
@@ -134,6 +157,7 @@ class CTDataModule(L.LightningDataModule):
                 cache=self.cache,
                 seed=self.seed,
                 compact=True,  # uint8 masks through the workers; collate_slices makes them int64
+                hidden_masks=hidden,
             )
         return self._datasets[key]
 

@@ -6,7 +6,7 @@ One item (the DataLoader's default collate stacks them into a batch)::
     label     ()        int64               target marker (0/1)
     mask      (S, S)    int64 (uint8 item   1 = hematoma (any label > 0 of the mask file), 0 elsewhere;
               with compact=True)    all zeros when the slice has no mask
-    has_mask  ()        bool
+    has_mask  ()        bool                False also for rows in ``hidden_masks`` (mask budget: mask unknown)
     labels    (M,)      float32             all M marker columns, manifest order
     hospital  ()        int64
     patient_id          str
@@ -20,6 +20,9 @@ Augmentation draws are a pure function of (seed, epoch, index) (:func:`transform
 the epoch lives in a shared-memory tensor, so :meth:`SliceDataset.set_epoch` reaches DataLoader
 workers, persistent or not. Without a cache, slices are decoded at full size, augmented, then
 resized; with one, the cached (already resized) slices are augmented.
+
+``hidden_masks`` (manifest rows; :mod:`mtlswin.data.mask_budget`): those rows' masks are treated as unknown,
+``has_mask`` False and the mask all zeros, exactly like a row without a mask file.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from mtlswin.data.transforms import PairTransform, sample_rng
 
 
 class SliceDataset(Dataset):
-    """Slices of ``manifest`` at ``indices`` (0-based manifest data rows; default: all rows)."""
+    """Slices of ``manifest`` at ``indices`` (0-based manifest data rows; default: all rows); the masks of
+    ``hidden_masks`` rows are treated as unknown (see the module docstring)."""
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class SliceDataset(Dataset):
         seed: int = 0,
         binary_mask: bool = True,
         compact: bool = False,
+        hidden_masks: Sequence[int] | None = None,
     ):
         table = manifest.table
         self.indices = np.asarray(table.index if indices is None else indices, dtype=np.int64)
@@ -68,6 +73,7 @@ class SliceDataset(Dataset):
         self.cue = np.array(rows["cue"], dtype=np.int64) if manifest.has_cue else None
         self.markers, self.window, self.cache = manifest.markers, window, cache
         self.seed, self.binary_mask, self.compact = int(seed), binary_mask, compact
+        self.mask_hidden = np.isin(self.indices, np.asarray(hidden_masks if hidden_masks is not None else [], np.int64))
         self.transform = PairTransform(augment, img_size)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -95,6 +101,8 @@ class SliceDataset(Dataset):
             mask = load_mask(self.mask_paths[i]) if has_mask else np.zeros(image.shape, np.uint8)
             if mask.shape != image.shape:
                 raise ValueError(f"{self.mask_paths[i]}: mask size {mask.shape} differs from image size {image.shape}")
+        if self.mask_hidden[i]:  # mask budget: this mask is unknown, as if the row had none
+            has_mask, mask = False, np.zeros(image.shape, np.uint8)
         if self.binary_mask:
             return image, (mask > 0).view(np.uint8), has_mask
         return image, np.clip(mask, 0, 255).astype(np.uint8, copy=False), has_mask

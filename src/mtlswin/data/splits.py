@@ -7,7 +7,10 @@ Paper protocol (SPEC "Data"), every number a parameter:
   ``1 - val_fraction`` / ``val_fraction`` (80/20) at random;
 - ``test_b``: ``test_b_size`` (default: the size of test A) slices drawn from
   ``test_b_hospitals`` (5-11) with the same positive rate as test A (``round(rate * size)``
-  positives); ``"all"``: every slice of those hospitals (a departure from the paper, for power).
+  positives); ``"all"``: every slice of those hospitals (a departure from the paper, for power);
+- ``test_trap`` (only when the manifest has trap hospitals, the phantom's 12, ...): every slice of
+  ``trap_hospitals``, the cue anti-correlated with the label (Bissoto et al.'s trap test set). It is
+  drawn last and uses no random number, so the other four splits are the same with or without it.
 
 Patient protocol: the same, but test A and val are drawn as whole patients (so no patient is in two
 splits; val through scikit-learn's ``GroupShuffleSplit``), and test B excludes any patient of the
@@ -23,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "val", "test_a", "test_b")
+SPLITS = ("train", "val", "test_a", "test_b", "test_trap")
+TRAP_SPLIT = "test_trap"
+FIRST_TRAP_HOSPITAL = 12  # = mtlswin.data.phantom.hospitals.FIRST_TRAP_HOSPITAL (imported data use hospital 1)
 PROTOCOLS = ("paper", "patient")
 
 
@@ -89,6 +94,7 @@ def make_splits(
     val_fraction: float = 0.2,
     test_b_hospitals: Sequence[int] = tuple(range(5, 12)),
     test_b_size: int | str | None = None,
+    trap_hospitals: Sequence[int] | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Split the rows of a manifest table (``Manifest.table``; index = manifest data row).
@@ -96,6 +102,9 @@ def make_splits(
     ``test_b_size="all"`` takes every slice of the test-B hospitals (at their own positive rate) instead of
     a sample matched to test A's size and rate: more positives and patients for the statistics, at the
     price of a departure from the paper's protocol that a report must state.
+
+    ``trap_hospitals`` (default: every hospital numbered 12 or more in ``table``, the phantom's trap
+    hospitals) make ``test_trap``, all of their slices; no such hospital, no ``test_trap`` rows.
 
     Returns a DataFrame with columns ``index`` and ``split``, sorted by index.
     """
@@ -124,7 +133,18 @@ def make_splits(
         pool = pool[~pool["patient_id"].isin(used)]
     rate = float(table.loc[idx_a, target].mean())
     idx_b = _test_b(pool, target, test_b_size if test_b_size is not None else len(idx_a), rate, rng)
-    parts = [pd.DataFrame({"index": idx, "split": name}) for idx, name in zip((idx_tr, idx_va, idx_a, idx_b), SPLITS)]
+    if trap_hospitals is None:
+        trap_hospitals = sorted(int(h) for h in table["hospital"].unique() if h >= FIRST_TRAP_HOSPITAL)
+    taken = idx_a.union(rest.index).union(idx_b)
+    idx_trap = table.index[table["hospital"].isin(list(trap_hospitals)) & ~table.index.isin(taken)]
+    if grouped:
+        idx_trap = idx_trap[~table.loc[idx_trap, "patient_id"].isin(table.loc[taken, "patient_id"]).to_numpy()]
+    indices = (idx_tr, idx_va, idx_a, idx_b, idx_trap)
+    parts = [
+        pd.DataFrame({"index": idx, "split": name})
+        for idx, name in zip(indices, SPLITS)
+        if len(idx) or name != TRAP_SPLIT
+    ]
     return pd.concat(parts).sort_values("index").reset_index(drop=True).astype({"index": np.int64})
 
 
@@ -170,7 +190,7 @@ def read_splits(path: str | Path, table: pd.DataFrame | None = None) -> pd.DataF
 
 
 def check_splits(table: pd.DataFrame, splits: pd.DataFrame) -> None:
-    """Refuse a split whose test-B patients also appear in train or val (ValueError naming them)."""
+    """Refuse a split whose test-B (or test-trap) patients also appear in train or val (ValueError naming them)."""
     patients = table["patient_id"]
     by = {name: set(patients.loc[splits.loc[splits["split"] == name, "index"]]) for name in SPLITS}
     for other in ("train", "val"):
@@ -180,13 +200,22 @@ def check_splits(table: pd.DataFrame, splits: pd.DataFrame) -> None:
                 f"{len(shared)} patient(s) of test_b also in {other}: {shared[:10]}; test B must be a covariate-shift "
                 "test with unseen patients: remake the splits (e.g. `mtlswin split --protocol paper`)"
             )
+        shared = sorted(by[TRAP_SPLIT] & by[other])
+        if shared:
+            raise ValueError(
+                f"{len(shared)} patient(s) of test_trap also in {other}: {shared[:10]}; the trap test set must hold "
+                "unseen patients: remake the splits (e.g. `mtlswin split --protocol paper`)"
+            )
 
 
 def split_table(table: pd.DataFrame, splits: pd.DataFrame, target: str) -> str:
-    """A printable table: per split, slices, positives, positive rate, patients, hospitals."""
+    """A printable table: per split, slices, positives, positive rate, patients, hospitals (``test_trap`` only
+    when the splits have it)."""
     rows = []
     for name in SPLITS:
         idx = splits.loc[splits["split"] == name, "index"]
+        if name == TRAP_SPLIT and not len(idx):
+            continue
         part = table.loc[idx]
         n, pos = len(part), int(part[target].sum()) if len(part) else 0
         hospitals = ",".join(str(h) for h in sorted(part["hospital"].unique()))
@@ -208,7 +237,7 @@ def split_warnings(
     variance (or, with none, is undefined): make a larger data set or larger test fractions.
     """
     out = []
-    for name in ("test_a", "test_b"):
+    for name in ("test_a", "test_b", TRAP_SPLIT):
         idx = splits.loc[splits["split"] == name, "index"]
         if not len(idx):
             continue

@@ -10,6 +10,8 @@ a callable turning the NHWC tokens of a Swin stage into ``(B, C, h, w)``
   classifier is GAP + linear on these tokens, so Grad-CAM there is each token's share of the logit);
 - Joint-SwinTransformer (``joint_swin*``): ``encoder.norm`` and ``frozen_encoder.norm`` (the head
   pools the concatenation of both: one map each, averaged);
+- segmentation for classification (``seg_gated_swin``): the trainable classifier's ``encoder.norm`` (the
+  frozen segmenter only gates the input);
 - ResNet152: ``backbone.layer4``; Joint-Learning (smp): the module of the encoder that outputs the
   deepest feature, which smp's classification head pools.
 """

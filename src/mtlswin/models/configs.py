@@ -21,6 +21,7 @@ __all__ = [
     "JointSwinConfig",
     "JointSwinTinyConfig",
     "MTLSwinUnetConfig",
+    "SegGatedSwinConfig",
     "SwinClassifierConfig",
     "SwinConfig",
     "SwinTinyConfig",
@@ -162,3 +163,31 @@ TEST_ENCODER = {
 }
 # Three stages so the decoder has a middle stage (blocks + PatchExpand) as well as the first and last.
 TEST_UNET = {**TEST_ENCODER, "window_size": 2, "depths": (2, 2, 2), "num_heads": (1, 2, 2)}
+
+
+@dataclass
+class SegGatedSwinConfig(SwinUnetConfig):
+    """``seg_gated_swin``: a frozen trained Swin-Unet gates the image, a trainable ``swin`` classifier classifies it.
+
+    The size fields (img_size ... qkv_bias, decoder_depths, n_seg_classes) describe BOTH networks: the frozen
+    Swin-Unet must have been trained at these sizes, and the classifier is built at the same sizes.
+    ``input_mean`` / ``input_std`` are the classifier's input standardisation (applied to the gated image).
+    """
+
+    n_classes: int = 2  # classification outputs of the trainable classifier
+    # The frozen segmenter: a trained swin_unet (or mtl_swin_unet with "seg") run folder or model.safetensors.
+    # Named like joint_swin's field so train / runs / checkpoint / reproduce resolve it and drop it alike:
+    # its weights are saved inside this model's checkpoint, so load_model never needs the file again.
+    frozen_encoder: str | None = None
+    gate_radius: int = 8  # dilation of the predicted hematoma map, in input pixels (max-pool of side 2r+1; 0 = none)
+    gate_floor: float = 0.0  # gate g = max(dilated probability, gate_floor); 0 = nothing outside the region is seen
+    # The segmenter's own input standardisation (None: taken from its checkpoint; 0 / 1 without one).
+    segmenter_input_mean: float | None = None
+    segmenter_input_std: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.gate_radius, bool) or not isinstance(self.gate_radius, int) or self.gate_radius < 0:
+            raise ValueError(f"gate_radius must be an integer >= 0 (pixels), got {self.gate_radius!r}")
+        if not 0.0 <= float(self.gate_floor) < 1.0:
+            raise ValueError(f"gate_floor must be in [0, 1), got {self.gate_floor!r}")

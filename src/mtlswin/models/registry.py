@@ -124,3 +124,4 @@ test_overrides.__test__ = False  # a library function, not a pytest test, when a
 def _import_model_modules() -> None:
     # Registration happens at import of the modules that define the models.
     from mtlswin import models  # noqa: F401
+    from mtlswin.models import seg_gated  # noqa: F401  (segmentation for classification)

@@ -36,19 +36,20 @@ class TrainTask:
 class RunClock:
     """Overall progress of a schedule of runs: ``k of n runs done, about M min left``.
 
-    The time left is the wall-clock time per finished run so far times the runs still to finish (with
-    several runs side by side that rate already holds the parallelism); a rough estimate, since rows differ.
+    The time left is the mean duration of the finished runs times the runs not yet finished, divided by the
+    runs trained side by side (``jobs``): a rough estimate, since rows differ in cost.
     """
 
-    def __init__(self, total: int, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.total, self.done, self.clock, self.start = total, 0, clock, clock()
+    def __init__(self, total: int, jobs: int = 1) -> None:
+        self.total, self.jobs, self.durations = total, max(1, jobs), []
 
-    def finished(self) -> str:
-        """Count one finished run; the progress line."""
-        self.done += 1
-        left = (self.clock() - self.start) / self.done * (self.total - self.done)
-        tail = f", about {left / 60:.1f} min left" if self.done < self.total else ""
-        return f"{self.done} of {self.total} runs done{tail}"
+    def finished(self, seconds: float) -> str:
+        """Count one finished run that took ``seconds``; the progress line."""
+        self.durations.append(seconds)
+        done = len(self.durations)
+        left = sum(self.durations) / done * (self.total - done) / min(self.jobs, max(1, self.total - done))
+        tail = f", about {left / 60:.1f} min left" if done < self.total else ""
+        return f"{done} of {self.total} runs done{tail}"
 
 
 def default_jobs(cpu_only: bool) -> int:
@@ -89,7 +90,7 @@ def run_tasks(
     seconds: dict[str, float] = {}
     threads = max(1, (os.cpu_count() or 1) // jobs)
     running: dict[Future, TrainTask] = {}
-    clock = RunClock(len(tasks))
+    clock = RunClock(len(tasks), jobs)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as pool:  # fmt: skip
         while pending or running:
@@ -110,5 +111,5 @@ def run_tasks(
                         other.cancel()
                     raise RuntimeError(f"training {task.name} failed: {err}") from err
                 done.add(task.name)
-                log(f"train {task.name}: done in {seconds[task.name]:.1f} s ({clock.finished()})")
+                log(f"train {task.name}: done in {seconds[task.name]:.1f} s ({clock.finished(seconds[task.name])})")
     return seconds

@@ -5,13 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mtlswin.paper_table import TABLE1_LABELS
+from mtlswin.pipeline.claims import CLAIMS, Claim, method_claims
 
 # The 12 rows of the paper's Table 1, in the paper's order (config file stem -> label in tables).
 TABLE1_ROWS = TABLE1_LABELS
+# The published alternatives that use the same masks or cue labels (issue 21; docs/methods.md): config stem ->
+# label. ``swin_dfr`` is not trained: it is the trained ``swin`` run with its last layer refitted by DFR.
+METHOD_ROWS = {
+    "swin_rrr": "Swin + Right for the Right Reasons (masks)",
+    "swin_cam_align": "Swin + CAM alignment (masks)",
+    "seg_gated_swin": "Segmentation for classification (masks)",
+    "swin_groupdro": "Swin + GroupDRO (cue labels)",
+    "swin_dfr": "Swin + Deep Feature Reweighting (cue labels)",
+}
+ALL_ROWS = {**TABLE1_ROWS, **METHOD_ROWS}
+DERIVED_ROWS = {"swin_dfr": "swin"}  # row -> the trained row it is made from (after training, before evaluation)
 
 # Rows whose frozen encoder comes from a trained Swin-Unet run, and the run they need. Joint-Swin-tiny's
 # frozen encoder has Swin-T depths, so it needs an auxiliary Swin-Unet trained with them (not a Table-1 row).
-SEGMENTATION_RUN_FOR = {"joint_swin": "swin_unet", "joint_swin_tiny": "swin_unet_tiny"}
+SEGMENTATION_RUN_FOR = {"joint_swin": "swin_unet", "joint_swin_tiny": "swin_unet_tiny", "seg_gated_swin": "swin_unet"}
 NEEDS_SEGMENTATION_RUN = tuple(SEGMENTATION_RUN_FOR)
 AUXILIARY_ROWS = ("swin_unet_tiny",)
 
@@ -27,7 +39,10 @@ class Preset:
     the paper's protocol (the report states them); ``strengths``: spurious strengths of a dose-response
     sweep (one phantom and one set of runs per strength; empty: one phantom at the default 0.9);
     ``draw_per_seed``: each training seed trains and is tested on a phantom draw of its own (the rows of one
-    seed share it), so that the claims' intervals cover the data draw as well as the training seed.
+    seed share it), so that the claims' intervals cover the data draw as well as the training seed;
+    ``claims``: the comparisons tested (the paper's, or the alternatives'); ``cue_probe``: probe every
+    classifier's features for the cue on test B; ``mask_budgets``: train the rows once per share of the training
+    masks kept (``data.mask_fraction``), on the same data, into ``OUT/mask-<f>/``.
     """
 
     name: str
@@ -41,6 +56,9 @@ class Preset:
     split_options: dict = field(default_factory=dict)
     strengths: tuple[float, ...] = ()
     draw_per_seed: bool = False
+    claims: tuple[Claim, ...] = CLAIMS
+    cue_probe: bool = False
+    mask_budgets: tuple[float, ...] = ()
 
 
 # The demo's data: enough slices for statistics with power (>= 40 positives in each test set, > 3,000
@@ -49,6 +67,10 @@ class Preset:
 # every slice of hospitals 5-11 (the paper: a sample matched to test A's size and positive rate).
 DEMO_PHANTOM = {"slices": 6000, "size": 128, "twin_hospitals": (1, *range(5, 12))}
 DEMO_SPLITS = {"test_a_fraction": 0.25, "test_b_size": "all"}
+# The alternatives' data: the demo phantom plus two trap hospitals (cue anti-correlated with the label at the
+# training hospitals' strength, profiles of hospitals 1 and 2, every slice with its twin; as many slices as test B).
+METHODS_PHANTOM = {**DEMO_PHANTOM, "trap_hospitals": 2}
+METHODS = ("mtl_cls_seg", "swin_rrr", "swin_cam_align", "seg_gated_swin", "swin_groupdro", "swin_dfr")
 HEADLINE_ROWS = ("swin", "swin_unet", "joint_swin", "mtl_cls_seg", "mtl_cls_seg_rec")
 
 PRESETS: dict[str, Preset] = {
@@ -88,6 +110,35 @@ PRESETS: dict[str, Preset] = {
         draw_per_seed=True,
         strengths=(0.0, 0.5, 0.9),
     ),
+    "methods": Preset(
+        name="methods",
+        config_dir="demo",
+        rows=("swin", *METHODS),
+        seeds=(0, 1, 2),
+        phantom="demo",
+        description="CPU, the alternatives a reviewer asks for (RRR, CAM alignment, segmentation for classification, "
+        "GroupDRO, DFR) beside Swin and MTL-Swin-Unet (cls+seg), seeds 0-2, one phantom draw per seed with a trap "
+        "test set, the demo's recipe",
+        phantom_options=METHODS_PHANTOM,
+        split_options=DEMO_SPLITS,
+        draw_per_seed=True,
+        claims=method_claims(METHODS),
+        cue_probe=True,
+    ),
+    "mask-budget": Preset(
+        name="mask-budget",
+        config_dir="demo",
+        rows=("mtl_cls_seg", "swin_rrr"),
+        seeds=(0, 1, 2),
+        phantom="demo",
+        description="CPU, Saab et al.'s axis: MTL-Swin-Unet (cls+seg) and RRR with masks on 100%, 30% and 10% of the "
+        "training slices that have one (whole patients), seeds 0-2, one phantom draw per seed with a trap test set",
+        phantom_options=METHODS_PHANTOM,
+        split_options=DEMO_SPLITS,
+        draw_per_seed=True,
+        claims=(),
+        mask_budgets=(1.0, 0.3, 0.1),
+    ),
     "paper": Preset(
         name="paper",
         config_dir="paper",
@@ -108,13 +159,13 @@ def get_preset(name: str) -> Preset:
 
 def ordered_rows(rows: tuple[str, ...]) -> list[str]:
     """Rows in training order: the Swin-Unet runs come before the Joint-Swin rows that need them."""
-    unknown = [r for r in rows if r not in TABLE1_ROWS]
+    unknown = [r for r in rows if r not in ALL_ROWS]
     if unknown:
-        raise ValueError(f"unknown Table-1 rows {unknown}; choose from: {', '.join(TABLE1_ROWS)}")
+        raise ValueError(f"unknown rows {unknown}; choose from: {', '.join(ALL_ROWS)}")
     rows_list = list(dict.fromkeys(rows))
     for row in rows:
-        needed = SEGMENTATION_RUN_FOR.get(row)
+        needed = SEGMENTATION_RUN_FOR.get(row) or DERIVED_ROWS.get(row)
         if needed and needed not in rows_list:
             rows_list.append(needed)
-    order = [*AUXILIARY_ROWS, *TABLE1_ROWS]
-    return sorted(rows_list, key=lambda r: (r in NEEDS_SEGMENTATION_RUN, order.index(r)))
+    order = [*AUXILIARY_ROWS, *ALL_ROWS]
+    return sorted(rows_list, key=lambda r: (r in DERIVED_ROWS, r in NEEDS_SEGMENTATION_RUN, order.index(r)))

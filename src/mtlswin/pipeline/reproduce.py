@@ -28,16 +28,34 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from mtlswin.paper_table import PAPER_TABLE1_MD
+from mtlswin.pipeline.claims import CLAIMS, row_of, seed_of
+from mtlswin.pipeline.experiment_data import (
+    EVAL_SPLITS,
+    SeedData,
+    eval_splits,
+    protocol_text,
+    seed_data,
+    split_has_masks,
+)
 from mtlswin.pipeline.parallel import RunClock, TrainTask, default_jobs, run_tasks, train_config
-from mtlswin.pipeline.presets import AUXILIARY_ROWS, SEGMENTATION_RUN_FOR, Preset, get_preset, ordered_rows
+from mtlswin.pipeline.presets import (
+    ALL_ROWS,
+    AUXILIARY_ROWS,
+    DERIVED_ROWS,
+    METHOD_ROWS,
+    SEGMENTATION_RUN_FOR,
+    Preset,
+    get_preset,
+    ordered_rows,
+)
+from mtlswin.pipeline.stages import Progress
 
 AUDIT_SPLIT = "test_a"
-EVAL_SPLITS = ("test_a", "test_b")
 
 
 def config_path(preset: Preset, row: str) -> Path:
@@ -58,85 +76,6 @@ def row_overrides(preset: Preset, row: str) -> list[str]:
 
     depths = yaml.safe_load(config_path(preset, "joint_swin_tiny").read_text())["model"].get("depths", [2, 2, 6, 2])
     return [f"model.depths=[{','.join(str(d) for d in depths)}]"]
-
-
-@dataclass
-class Progress:
-    """Prints one line per stage: ``[k] stage ... done in 12.3 s`` or ``... skipped (valid output exists)``."""
-
-    log: Callable[[str], None] = print
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def stage(self, name: str, done: Callable[[], bool], action: Callable[[], object]) -> None:
-        k = len(self.timings) + 1
-        if done():
-            self.log(f"[{k}] {name}: skipped (valid output exists)")
-            self.timings[name] = 0.0
-            return
-        self.log(f"[{k}] {name}: running")
-        start = time.perf_counter()
-        action()
-        self.timings[name] = time.perf_counter() - start
-        if not done():
-            raise RuntimeError(f"stage {name!r} finished but its output is not valid; see the messages above")
-        self.log(f"[{k}] {name}: done in {self.timings[name]:.1f} s")
-
-
-def draw_seed(phantom_seed: int, training_seed: int) -> int:
-    """The phantom seed of training seed k's draw under the master ``phantom_seed`` M: ``1000 * M + k``
-    (M = 0 gives draws 0, 1, 2 for the demo's seeds; another M gives draws that share none of them)."""
-    if not 0 <= training_seed < 1000:
-        raise ValueError(f"one phantom draw per seed needs seeds in 0..999, got {training_seed}")
-    return 1000 * phantom_seed + training_seed
-
-
-def _synth(
-    out: Path, preset: Preset, slices: int | None, seed: int, spurious: float | None = None, workers: int = 1
-) -> None:
-    from mtlswin.data.phantom import SynthConfig, write_dataset
-
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    options = dict(preset.phantom_options)
-    if slices is not None:
-        options["slices"] = slices
-    if spurious is not None:
-        options["spurious"] = spurious
-    write_dataset(SynthConfig(preset=preset.phantom, seed=seed, **options), tmp, progress=True, workers=workers)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)  # a phantom interrupted while being written is never used
-
-
-def _manifest_ok(manifest: Path) -> bool:
-    return manifest.is_file() and (manifest.parent / "phantom.json").is_file()
-
-
-def _splits_ok(manifest: Path, splits: Path, target: str) -> bool:
-    from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import check_splits, read_splits
-
-    if not splits.is_file():
-        return False
-    table = read_manifest(manifest, target, check_files=False).table
-    try:
-        check_splits(table, read_splits(splits, table))
-    except ValueError:
-        return False
-    return True
-
-
-def _make_splits(
-    manifest: Path, splits: Path, target: str, seed: int, log: Callable[[str], None], options: dict | None = None
-) -> None:
-    from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import make_splits, split_table, split_warnings, write_splits
-
-    table = read_manifest(manifest, target, check_files=False).table  # files are checked by the data module
-    parts = make_splits(table, target=target, protocol="paper", seed=seed, **(options or {}))
-    write_splits(parts, splits)
-    log(split_table(table, parts, target))
-    for line in split_warnings(table, parts, target):
-        log(line)
 
 
 def _row_digest(cfg_file: Path, overrides: list[str]) -> str:
@@ -178,13 +117,13 @@ def _set_aside(run: Path, digest: str, log: Callable[[str], None]) -> None:
     log(f"{run.name}: its config changed (another --set?); the old run was moved to {aside}")
 
 
-def _evaluated(run: Path) -> bool:
+def _evaluated(run: Path, splits: tuple[str, ...] = EVAL_SPLITS) -> bool:
     path = run / "metrics.json"
     try:
         metrics = json.loads(path.read_text()) if path.is_file() else None
     except ValueError:
         return False
-    return isinstance(metrics, dict) and all(isinstance(metrics.get(s), dict) for s in EVAL_SPLITS)
+    return isinstance(metrics, dict) and all(isinstance(metrics.get(s), dict) for s in splits)
 
 
 def _has_logits(run: Path) -> bool:
@@ -207,15 +146,6 @@ def _audit_ok(audit: Path, runs: list[Path]) -> bool:
     return same and (audit / "audit.csv").is_file() and (audit / "gradcam_grid.png").is_file()
 
 
-def _split_has_masks(manifest: Path, splits: Path, split: str) -> bool:
-    import pandas as pd
-
-    table = pd.read_csv(manifest, dtype={"mask": str}, keep_default_na=False)
-    rows = pd.read_csv(splits)
-    chosen = table.iloc[rows.loc[rows["split"] == split, "index"].to_numpy()]
-    return bool((chosen["mask"].astype(str).str.strip() != "").any())
-
-
 def _audit(audit: Path, runs: list[Path], grid_runs: int | None = None) -> None:
     from mtlswin.explain.collect import audit_runs
     from mtlswin.io import atomic_write_text
@@ -232,45 +162,15 @@ def _claims_ok(out: Path, runs: list[Path]) -> bool:
     return path.is_file() and all(path.stat().st_mtime >= p.stat().st_mtime for p in inputs if p.is_file())
 
 
-def _claims(out: Path, runs: list[Path], audit: Path) -> None:
+def _claims(out: Path, runs: list[Path], audit: Path, claims: tuple = CLAIMS) -> None:
     from mtlswin.io import atomic_path, atomic_write_text
-    from mtlswin.pipeline.claims import claims_markdown, evaluate_claims, load_evidence
+    from mtlswin.pipeline.claims import evaluate_claims, load_evidence
+    from mtlswin.pipeline.claims_table import claims_markdown
 
-    table = evaluate_claims(load_evidence(runs, audit / "audit_slices.csv"), n_resamples=CLAIM_RESAMPLES)
+    table = evaluate_claims(load_evidence(runs, audit / "audit_slices.csv"), claims, n_resamples=CLAIM_RESAMPLES)
     atomic_write_text(out / "claims.md", claims_markdown(table, CLAIM_RESAMPLES))
     with atomic_path(out / "claims.csv") as tmp:  # last: its presence marks the stage done
         table.to_csv(tmp, index=False)
-
-
-def _protocol_text(preset: Preset, data: dict[int, SeedData], target: str) -> str:
-    """What the test sets hold (slices, positives, patients) and how the splits depart from the paper's."""
-    from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import read_splits, split_table
-
-    tables = {}
-    for seed, part in data.items():
-        table = read_manifest(part.manifest, target, check_files=False).table
-        tables[seed] = split_table(table, read_splits(part.splits, table), target)
-    first = next(iter(tables))
-    lines = ["## Data and splits", ""]
-    if len(set(data.values())) > 1:
-        lines += ["Each training seed has a phantom draw of its own: seed k's rows train and are tested on draw k "
-                  "(the rows of one draw share it, so their differences stay paired). A verdict therefore speaks for "
-                  "the method on the phantom, not for one data set.", ""]  # fmt: skip
-        for seed, text in tables.items():
-            lines += [f"Seed {seed} (`{data[seed].manifest.parent.parent.name}`):", "", "```", text, "```", ""]
-    else:
-        lines += ["```", tables[first], "```", ""]
-    opts = preset.split_options
-    if opts.get("test_a_fraction") not in (None, 0.1):
-        lines.append(f"- Test A is {opts['test_a_fraction']:.0%} of hospital 1 (the paper: 10%), for enough positives.")
-    if opts.get("test_b_size") == "all":
-        lines.append("- Test B is every slice of hospitals 5-11 at their own positive rate (the paper: a sample of "
-                     "test A's size and positive rate), for enough positives and patients.")  # fmt: skip
-    if preset.phantom_options.get("twin_hospitals"):
-        lines.append("- Every test slice has a counterfactual twin (the same slice with the spurious cue flipped, "
-                     "all else identical): the cue sensitivity below is measured on them.")  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 def _write_report(
@@ -290,8 +190,13 @@ def _write_report(
     if preset.config_dir == "demo":
         head += DEMO_RECIPE_NOTE
     head += protocol
+    if any(row_of(r) in METHOD_ROWS for r in runs):
+        from mtlswin.pipeline.methods import methods_markdown, methods_table
+
+        head += "\n## The alternatives, side by side\n\n" + methods_markdown(methods_table(runs), ALL_ROWS) + "\n"
     if (out / "claims.md").is_file():
-        head += "\n## The paper's claims, tested\n\n" + (out / "claims.md").read_text() + "\n"
+        title = "The paper's claims, tested" if preset.claims == CLAIMS else "The comparisons, tested"
+        head += f"\n## {title}\n\n" + (out / "claims.md").read_text() + "\n"
     text = text.replace("# Results (Table 1 layout)", head + "## Results (Table 1 layout)", 1)
     text += (
         "\n## The paper's Table 1, for orientation\n\n"
@@ -347,7 +252,7 @@ def _train_runs(
         for task in todo:
             progress.stage(f"train {task.name}{tag}", lambda t=task: _run_ok(runs_dir / t.name, t.digest),
                            lambda t=task: train_config(t.config, t.overrides))  # fmt: skip
-            log(f"training: {clock.finished()}{tag}")
+            log(f"training: {clock.finished(progress.timings[f'train {task.name}{tag}'])}{tag}")
         return
     # several runs share the terminal: no per-run progress bars or model summaries, one line per event
     quiet = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
@@ -359,66 +264,17 @@ def _train_runs(
     progress.timings[f"train {len(todo)} runs, {jobs} at a time{tag}"] = time.perf_counter() - start
 
 
-@dataclass(frozen=True)
-class SeedData:
-    """The data the runs of one training seed use: manifest, splits and image cache."""
-
-    manifest: Path
-    splits: Path
-    cache: Path
-
-
-def _phantom_data(
-    preset: Preset, folder: Path, seed: int, slices: int | None, spurious: float | None, progress: Progress,
-    log: Callable[[str], None], name: str, jobs: int,
-) -> SeedData:  # fmt: skip
-    """Write (or find) one phantom draw and its splits under ``folder``."""
-    data_dir = folder / "phantom"
-    manifest = data_dir / "manifest.csv"
-    progress.stage(f"data ({name})", lambda: _manifest_ok(manifest),
-                   lambda: _synth(data_dir, preset, slices, seed, spurious, workers=jobs))  # fmt: skip
-    return _with_splits(preset, manifest, folder, progress, log, name)
-
-
-def _with_splits(
-    preset: Preset, manifest: Path, folder: Path, progress: Progress, log: Callable[[str], None], name: str
-) -> SeedData:
-    target, splits = "hypodensity", folder / "splits.csv"
-    progress.stage(f"splits ({name})", lambda: _splits_ok(manifest, splits, target),
-                   lambda: _make_splits(manifest, splits, target, 0, log, preset.split_options))  # fmt: skip
-    return SeedData(manifest, splits, folder / "cache")
-
-
-def _seed_data(
-    preset: Preset, out: Path, manifest: str | Path | None, seeds: tuple[int, ...], slices: int | None,
-    progress: Progress, log: Callable[[str], None], spurious: float | None, jobs: int, phantom_seed: int,
-) -> dict[int, SeedData]:  # fmt: skip
-    """Each training seed's data: the user's manifest (shared), one phantom, or one phantom draw per seed."""
-    tag = "" if spurious is None else f", spurious {spurious:g}"
-    if manifest is not None:
-        manifest_path = Path(manifest).resolve()
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"--manifest {manifest_path} does not exist")
-        shared = _with_splits(preset, manifest_path, out, progress, log, f"your manifest{tag}")
-        return dict.fromkeys(seeds, shared)
-    if preset.phantom is None:
-        raise ValueError(f"preset {preset.name!r} needs --manifest (it generates no phantom)")
-    if not preset.draw_per_seed:
-        shared = _phantom_data(preset, out, phantom_seed, slices, spurious, progress, log, f"phantom{tag}", jobs)
-        return dict.fromkeys(seeds, shared)
-    return {k: _phantom_data(preset, out / "data" / f"seed-{k}", draw_seed(phantom_seed, k), slices, spurious,
-                             progress, log, f"phantom draw {draw_seed(phantom_seed, k)} for seed {k}{tag}", jobs)
-            for k in seeds}  # fmt: skip
-
-
 def _experiment(
     preset: Preset, out: Path, manifest: str | Path | None, seeds: tuple[int, ...], rows: Sequence[str] | None,
     overrides: Sequence[str], slices: int | None, progress: Progress, log: Callable[[str], None],
-    spurious: float | None = None, jobs: int = 1, phantom_seed: int = 0,
+    spurious: float | None = None, jobs: int = 1, phantom_seed: int = 0, data_root: Path | None = None,
 ) -> Experiment:  # fmt: skip
-    """Data, splits, training, evaluation, audit and claims of one experiment under ``out``."""
+    """Data, splits, training, evaluation, audit and claims of one experiment under ``out`` (its data under
+    ``data_root``, default ``out``: the mask-budget preset shares one set of draws between budgets)."""
+    from mtlswin.pipeline import methods
+
     tag = "" if spurious is None else f" [spurious {spurious:g}]"
-    data = _seed_data(preset, out, manifest, seeds, slices, progress, log, spurious, jobs, phantom_seed)
+    data = seed_data(preset, data_root or out, manifest, seeds, slices, progress, log, spurious, jobs, phantom_seed)
     runs_dir = out / "runs"
     row_list = ordered_rows(tuple(rows) if rows is not None else preset.rows)
     runs: list[Path] = []
@@ -426,6 +282,10 @@ def _experiment(
     for seed in seeds:
         for row in row_list:
             run = runs_dir / f"{row}-seed{seed}"
+            if row not in AUXILIARY_ROWS:
+                runs.append(run)
+            if row in DERIVED_ROWS:
+                continue
             cfg = [
                 f"data.manifest={data[seed].manifest}",
                 f"data.splits={data[seed].splits}",
@@ -442,25 +302,36 @@ def _experiment(
             digest = _row_digest(config_path(preset, row), cfg)
             _set_aside(run, digest, log)
             tasks.append(TrainTask(run.name, config_path(preset, row), cfg, needs, digest))
-            if row not in AUXILIARY_ROWS:
-                runs.append(run)
     _train_runs(tasks, runs_dir, jobs, progress, tag, log)
+    for run in runs:
+        source = DERIVED_ROWS.get(row_of(run))
+        if source:
+            source_run = run.with_name(run.name.replace(row_of(run), source, 1))
+            progress.stage(f"derive {run.name} from {source_run.name}{tag}",
+                           lambda r=run, s=source_run: methods.derived_ok(r, s),
+                           lambda r=run, s=source_run: methods.derive(r, s))  # fmt: skip
     from mtlswin.training.evaluate import evaluate_run
 
     for run in runs:
-        progress.stage(f"evaluate {run.name}{tag}", lambda run=run: _evaluated(run),
-                       lambda run=run: evaluate_run(run, EVAL_SPLITS))  # fmt: skip
+        splits = eval_splits(data[seed_of(run)])
+        progress.stage(f"evaluate {run.name}{tag}", lambda run=run, s=splits: _evaluated(run, s),
+                       lambda run=run, s=splits: evaluate_run(run, s))  # fmt: skip
 
     audit = out / "audit"
     classifiers = [r for r in runs if _has_logits(r)]  # seed-major: the first seed's runs come first
+    if preset.cue_probe:
+        for run in classifiers:
+            progress.stage(f"cue probe {run.name}{tag}", lambda r=run: methods.cue_probe_ok(r),
+                           lambda r=run: methods.run_cue_probe(r))  # fmt: skip
     n_grid = sum(r.name.endswith(f"-seed{seeds[0]}") for r in classifiers)
     first = data[seeds[0]]
-    if classifiers and not _split_has_masks(first.manifest, first.splits, AUDIT_SPLIT):
+    if classifiers and not split_has_masks(first.manifest, first.splits, AUDIT_SPLIT):
         log(f"audit: skipped ({AUDIT_SPLIT} has no slice with a hematoma mask)")
     elif classifiers:
         progress.stage(f"audit{tag}", lambda: _audit_ok(audit, classifiers), lambda: _audit(audit, classifiers, n_grid))
-    if classifiers:
-        progress.stage(f"claims{tag}", lambda: _claims_ok(out, runs), lambda: _claims(out, runs, audit))
+    if classifiers and preset.claims:
+        progress.stage(f"claims{tag}", lambda: _claims_ok(out, runs),
+                       lambda: _claims(out, runs, audit, preset.claims))  # fmt: skip
     return Experiment(out, data, runs, audit)
 
 
@@ -505,13 +376,25 @@ def reproduce(
             sub.mkdir(parents=True, exist_ok=True)
             exp = _experiment(preset, sub, None, seeds, rows, overrides, slices, progress, log, strength, jobs,
                               phantom_seed)  # fmt: skip
-            _write_report(sub, preset, exp.runs, exp.audit, {}, _protocol_text(preset, exp.data, "hypodensity"))
+            _write_report(sub, preset, exp.runs, exp.audit, {}, protocol_text(preset, exp.data, "hypodensity"))
             experiments[strength] = exp
         report = write_sweep_report(out, preset, experiments, progress.timings)
+    elif preset.mask_budgets:
+        from mtlswin.pipeline.methods import write_budget_report
+
+        experiments = {}
+        for budget in preset.mask_budgets:
+            sub = out / f"mask-{budget:g}"
+            sub.mkdir(parents=True, exist_ok=True)
+            exp = _experiment(preset, sub, manifest, seeds, rows, [*overrides, f"data.mask_fraction={budget}"], slices,
+                              progress, log, None, jobs, phantom_seed, data_root=out)  # fmt: skip
+            _write_report(sub, preset, exp.runs, exp.audit, {}, protocol_text(preset, exp.data, "hypodensity"))
+            experiments[budget] = exp
+        report = write_budget_report(out, preset, experiments, progress.timings)
     else:
         exp = _experiment(preset, out, manifest, seeds, rows, overrides, slices, progress, log, jobs=jobs,
                           phantom_seed=phantom_seed)  # fmt: skip
-        protocol = _protocol_text(preset, exp.data, "hypodensity")
+        protocol = protocol_text(preset, exp.data, "hypodensity")
         report = _write_report(out, preset, exp.runs, exp.audit, progress.timings, protocol)
     log(f"report: {report}  (total {sum(progress.timings.values()) / 60:.1f} min)")
     return report

@@ -1,6 +1,7 @@
 """``mtlswin evaluate RUN``: the paper's metrics on any split, with bootstrap confidence intervals.
 
-For each split (default ``test_a`` and ``test_b``, those the splits file has) writes
+For each split (default ``test_a`` and ``test_b``, plus ``test_trap`` -- the phantom's trap hospitals, cue
+anti-correlated with the label -- those the splits file has) writes
 ``RUN/predictions/<split>.csv`` (``index, patient_id, label, prob, pred`` [+ ``cue``]) and merges
 ``{split: {metric: value}}`` into ``RUN/metrics.json``. Metrics (:mod:`.metrics`): ``iou`` (hematoma class,
 slices with a mask), ``acc``, ``precision``, ``recall``, ``sensitivity``, ``specificity``, ``f1_pos``,
@@ -30,9 +31,24 @@ from mtlswin.training.metrics import (
     group_accuracy,
 )
 
-__all__ = ["DEFAULT_SPLITS", "auc_undefined_reason", "evaluate_run", "predict_loader", "split_metrics"]
+__all__ = [
+    "DEFAULT_SPLITS",
+    "OPTIONAL_SPLITS",
+    "auc_undefined_reason",
+    "default_splits",
+    "evaluate_run",
+    "predict_loader",
+    "split_metrics",
+]
 
 DEFAULT_SPLITS = ("test_a", "test_b")
+OPTIONAL_SPLITS = ("test_trap",)  # scored by default only when the run's splits have them
+
+
+def default_splits(available: set[str] | list[str] | tuple[str, ...]) -> list[str]:
+    """The splits ``evaluate`` scores when none are named: those of ``DEFAULT_SPLITS`` + ``OPTIONAL_SPLITS``
+    that ``available`` holds, in that order."""
+    return [s for s in (*DEFAULT_SPLITS, *OPTIONAL_SPLITS) if s in available]
 
 
 @torch.inference_mode()
@@ -113,7 +129,8 @@ def evaluate_run(
     run: str | Path, splits: list[str] | tuple[str, ...] | None = None, n_boot: int = 1000, seed: int = 0,
     device: str | None = None,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Evaluate the run folder ``run`` on ``splits`` (default: test_a and test_b); writes metrics.json + predictions/."""
+    """Evaluate the run folder ``run`` on ``splits`` (default: test_a, test_b and, when the splits have it,
+    test_trap); writes metrics.json + predictions/."""
     from mtlswin.io import atomic_path, atomic_write_text
     from mtlswin.runs import Run
 
@@ -124,7 +141,7 @@ def evaluate_run(
     dm = opened.datamodule()
     available = _available_splits(dm)
     if splits is None:
-        splits = [s for s in DEFAULT_SPLITS if s in available]
+        splits = default_splits(available)
     for split in splits:
         if split not in available:
             raise ValueError(

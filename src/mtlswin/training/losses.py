@@ -105,11 +105,19 @@ class MultitaskLoss(nn.Module):
     With ``uncertainty=True`` (Kendall, Gal & Cipolla 2018; off by default, not in the paper) each task has
     a learned ``s_t = log sigma_t^2`` (init 0) and ``L = sum_t exp(-s_t) * L_t + s_t``.
 
+    ``cls_reduction`` (optional module, e.g. :class:`mtlswin.training.groupdro.GroupDRO`) replaces the mean of
+    the per-sample cross-entropies: ``cls = cls_reduction(ce (B,), batch)``; its ``logs()`` (if any) are
+    returned by :meth:`extra_logs`. Without it ``cls`` is the plain mean, as before.
+
     ``forward(outputs, batch) -> (total, parts)`` where ``parts`` maps each task to its (unweighted) loss.
     """
 
     def __init__(
-        self, tasks: tuple[str, ...] | list[str], weights: dict[str, float] | None = None, uncertainty: bool = False
+        self,
+        tasks: tuple[str, ...] | list[str],
+        weights: dict[str, float] | None = None,
+        uncertainty: bool = False,
+        cls_reduction: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.tasks = tuple(tasks)
@@ -124,12 +132,23 @@ class MultitaskLoss(nn.Module):
             )
         self.uncertainty = uncertainty
         self.log_vars = nn.Parameter(torch.zeros(len(self.tasks))) if uncertainty else None
+        if cls_reduction is not None and "cls" not in self.tasks:
+            raise ValueError(f"a classification objective (cls_reduction) needs a 'cls' task; tasks are {self.tasks}")
+        self.cls_reduction = cls_reduction  # a submodule: its buffers (GroupDRO's q) go into checkpoints
+
+    def extra_logs(self) -> dict[str, Tensor]:
+        """Values the reduction wants logged (e.g. ``groupdro_q_<label>_<cue>``); empty without one."""
+        logs = getattr(self.cls_reduction, "logs", None)
+        return logs() if callable(logs) else {}
 
     def parts(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Unweighted loss of every task."""
         parts: dict[str, Tensor] = {}
-        if "cls" in self.tasks:
+        if "cls" in self.tasks and self.cls_reduction is None:
             parts["cls"] = F.cross_entropy(outputs["logits"].float(), batch["label"].long())
+        elif "cls" in self.tasks:
+            ce = F.cross_entropy(outputs["logits"].float(), batch["label"].long(), reduction="none")  # B
+            parts["cls"] = self.cls_reduction(ce, batch)
         if "seg" in self.tasks:
             parts["seg"] = segmentation_loss(outputs["seg"], batch["mask"], batch["has_mask"])
         if "rec" in self.tasks:

@@ -5,6 +5,12 @@ Logged (TensorBoard + CSV): ``train/loss`` and ``train/<task>`` per step and epo
 (classification models) and ``val/iou`` (hematoma class, models with a segmentation head).
 ``train/seg`` and ``val/seg`` are weighted by the number of slices with a mask (a train step without
 any mask logs no ``train/seg``), so slices without masks do not pull the segmentation loss towards 0.
+
+Training options of any classifier row (docs/methods.md), built from the config by :func:`build_guidance` and
+:func:`build_objective`: guidance terms (``train.guidance``: RRR, CAM alignment) are added to the TRAINING loss
+only, each logged as ``train/<name>`` (unweighted; ``train/loss`` includes ``lambda * term``); the objective
+(``train.objective``: GroupDRO) replaces the mean of the per-sample classification loss inside
+:class:`MultitaskLoss`, and its state is logged too (``train/groupdro_q_<label>_<cue>``).
 """
 
 from __future__ import annotations
@@ -24,11 +30,48 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from mtlswin.config import TrainConfig
+from mtlswin.config import DEFAULT_GUIDANCE_WEIGHTS, TrainConfig
+from mtlswin.training.cam_align import CamAlignGuidance
+from mtlswin.training.groupdro import GroupDRO
 from mtlswin.training.losses import MultitaskLoss
+from mtlswin.training.rrr import RRRGuidance
 from mtlswin.training.schedule import build_optimizer, build_scheduler
 
-__all__ = ["MTLModule", "default_monitor"]
+__all__ = ["MTLModule", "build_guidance", "build_objective", "default_monitor"]
+
+# train.guidance -> (train config, lambda, model) -> a term with .name, .weight, .prepare(model, batch) -> batch
+# (before the forward) and __call__(model, batch, outputs) -> {name: unweighted scalar}.
+GUIDANCE_TERMS: dict[str, Any] = {
+    "none": None,
+    "rrr": lambda train, weight, model: RRRGuidance(weight, train.guidance_dilation),
+    "cam_align": lambda train, weight, model: CamAlignGuidance(weight, model),
+}
+# train.objective -> train config -> the cls_reduction of MultitaskLoss (None: the plain mean).
+OBJECTIVES: dict[str, Any] = {"erm": None, "groupdro": lambda train: GroupDRO(train.groupdro_eta)}
+
+
+def _needs_classifier(option: str, model: nn.Module) -> None:
+    if "cls" not in tuple(model.tasks):
+        raise ValueError(f"{option} needs a classification model (a 'cls' task); this model has {tuple(model.tasks)}")
+
+
+def build_guidance(train: TrainConfig, model: nn.Module) -> list[Any]:
+    """The guidance terms of ``train.guidance`` (empty for "none"); lambda = ``train.guidance_weight`` or the default."""
+    builder = GUIDANCE_TERMS[train.guidance]
+    if builder is None:
+        return []
+    _needs_classifier(f"train.guidance {train.guidance!r}", model)
+    weight = train.guidance_weight if train.guidance_weight is not None else DEFAULT_GUIDANCE_WEIGHTS[train.guidance]
+    return [builder(train, weight, model)]
+
+
+def build_objective(train: TrainConfig, model: nn.Module) -> nn.Module | None:
+    """The ``cls_reduction`` of ``train.objective`` (None for "erm")."""
+    builder = OBJECTIVES[train.objective]
+    if builder is None:
+        return None
+    _needs_classifier(f"train.objective {train.objective!r}", model)
+    return builder(train)
 
 
 def default_monitor(tasks: tuple[str, ...]) -> str:
@@ -53,7 +96,10 @@ class MTLModule(pl.LightningModule):
         self.run_config = run_config  # stored in every checkpoint, so a .ckpt alone rebuilds the model
         self.train_cfg = train
         self.tasks = tuple(model.tasks)
-        self.loss_fn = MultitaskLoss(self.tasks, train.loss_weights, train.uncertainty_weighting)
+        self.loss_fn = MultitaskLoss(
+            self.tasks, train.loss_weights, train.uncertainty_weighting, cls_reduction=build_objective(train, model)
+        )
+        self.guidance = build_guidance(train, model)  # plain list: the terms hold no weights of their own
         self.val_cls = MetricCollection(
             {
                 "auc": BinaryAUROC(),
@@ -68,8 +114,16 @@ class MTLModule(pl.LightningModule):
         return self.model(image)
 
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
+        terms = self.guidance if stage == "train" else ()  # validation is plain
+        for term in terms:
+            batch = term.prepare(self.model, batch)
         outputs = self.model(batch["image"])
         total, parts = self.loss_fn(outputs, batch)
+        guided: dict[str, Tensor] = {}
+        for term in terms:
+            for name, value in term(self.model, batch, outputs).items():
+                total = total + term.weight * value
+                guided[name] = value
         bs = batch["image"].shape[0]
         on_step = stage == "train"
         self.log(
@@ -82,6 +136,8 @@ class MTLModule(pl.LightningModule):
             if n == 0 and on_step:
                 continue
             self.log(f"{stage}/{task}", value, on_step=on_step, on_epoch=True, batch_size=n, sync_dist=not on_step)
+        for name, value in guided.items():
+            self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=bs)
         return total, outputs
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -96,6 +152,8 @@ class MTLModule(pl.LightningModule):
         if self.loss_fn.log_vars is not None:
             for i, task in enumerate(self.tasks):
                 self.log(f"train/log_var_{task}", self.loss_fn.log_vars[i].detach(), on_step=False, on_epoch=True)
+        for name, value in self.loss_fn.extra_logs().items():
+            self.log(f"train/{name}", value, on_step=True, on_epoch=False)
         return total
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

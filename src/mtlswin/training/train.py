@@ -78,9 +78,11 @@ def build_model(config: Config) -> torch.nn.Module:
     options = dict(config.model.options)
     if options.get("frozen_encoder"):
         options["frozen_encoder"] = str(resolve_weights_path(options["frozen_encoder"]))
-    elif config.model.name.startswith("joint_swin"):
+    elif config.model.name.startswith("joint_swin") or config.model.name == "seg_gated_swin":
         log.warning(
-            "model.frozen_encoder is not set: the frozen encoder of %s stays randomly initialised", config.model.name
+            "model.frozen_encoder is not set: the frozen part (a trained Swin-Unet's encoder or segmenter) of %s "
+            "stays randomly initialised",
+            config.model.name,
         )
     return create_model(config.model.name, **options)
 
@@ -109,6 +111,7 @@ def build_datamodule(config: Config, seed: int | None = None) -> TrainingData:
         cache_dtype=d.cache_dtype,
         device_cache=d.device_cache,
         on_bad_row=d.on_bad_row,
+        mask_fraction=d.mask_fraction,
         seed=config.train.seed if seed is None else seed,
         eval_batch_size=d.eval_batch_size,
     )

@@ -4,17 +4,37 @@
 writer); ``mtlswin.data.phantom.writer.write_dataset`` writes them. Every patient draws from its
 own generator ``default_rng([seed, hospital, patient])``, and the prevalence controllers only read
 counts of earlier patients, so the same config gives the same slices, bit for bit.
+
+Trap hospitals (``trap_hospitals`` > 0; Bissoto et al.'s "trap" test set) are extra hospitals 12, 13, ...
+generated exactly like hospitals 1-4 (their scanner profiles in turn, masks, the same prevalence
+controllers and cue draw) except that the cue is negated: ``cue_trap = 1 - cue`` with ``cue`` drawn as in
+a correlated hospital. Every (label, cue) pair of the training distribution becomes (label, 1 - cue), so
+the cue-label phi is ``-spurious`` (exactly, when the realised prevalence equals the controller's), while
+the cue's base rate becomes ``1 - P(cue=1)`` of the training hospitals (most trap slices are atrophic).
+The alternative, ``1 - label`` with probability ``s`` and Bernoulli(prevalence) otherwise, keeps the base
+rate but gives a weaker phi (about -0.74 at s = 0.9, p = 0.12), i.e. the trap would differ in the
+correlation's strength too. Every trap slice gets its counterfactual twin, which is then a slice of the
+training distribution. Trap hospitals draw their own patients (generators keyed by their own number) and
+leave hospitals 1-11 bit for bit as without them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from mtlswin.data.phantom import anatomy, cue, hematoma, scanner
-from mtlswin.data.phantom.hospitals import MASK_HOSPITALS, N_HOSPITALS, PRESET_SIZES, PROFILES, hospital_counts
+from mtlswin.data.phantom.hospitals import (
+    FIRST_TRAP_HOSPITAL,
+    MASK_HOSPITALS,
+    N_HOSPITALS,
+    PRESET_SIZES,
+    hospital_counts,
+    profile_of,
+    trap_counts,
+)
 
 MARKERS = hematoma.MARKERS
 
@@ -36,6 +56,10 @@ class SynthConfig:
         mask_hospitals: hospitals that provide masks; cue_hospitals: where the cue is correlated.
         twin_hospitals: hospitals whose slices also get a counterfactual twin: the same slice with the
             cue flipped and everything else identical (anatomy, hematoma, scanner noise draw).
+        trap_hospitals: extra trap hospitals 12, 13, ... (0 = none): profiles, masks and cue strength of
+            hospitals 1-4 but the cue anti-correlated with the label (phi = -spurious); every slice has a twin.
+        trap_slices: slices of all trap hospitals together (None = as many as hospitals 5-11 hold, the
+            test-B pool), split evenly over them.
     """
 
     preset: str = "demo"
@@ -52,6 +76,8 @@ class SynthConfig:
     mask_hospitals: tuple[int, ...] = MASK_HOSPITALS
     cue_hospitals: tuple[int, ...] = MASK_HOSPITALS
     twin_hospitals: tuple[int, ...] = ()
+    trap_hospitals: int = 0
+    trap_slices: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "twin_hospitals", tuple(int(h) for h in self.twin_hospitals))
@@ -70,14 +96,41 @@ class SynthConfig:
         lo, hi = self.slices_per_patient
         if not 1 <= lo <= hi:
             raise ValueError(f"slices_per_patient={self.slices_per_patient} must be (lo, hi) with 1 <= lo <= hi")
+        if self.trap_hospitals < 0:
+            raise ValueError(f"trap_hospitals={self.trap_hospitals} must be >= 0 (0 = no trap test set)")
+        if self.trap_slices is not None and not 1 <= self.trap_hospitals <= self.trap_slices:
+            raise ValueError(
+                f"trap_slices={self.trap_slices} needs 1 <= trap_hospitals ({self.trap_hospitals}) <= trap_slices: "
+                "set trap_hospitals (e.g. 1) or leave trap_slices unset"
+            )
 
     @property
     def image_size(self) -> int:
         return self.size if self.size is not None else PRESET_SIZES[self.preset]
 
+    @property
+    def hospitals(self) -> tuple[int, ...]:
+        """Hospital numbers in generation order: 1-11, then the trap hospitals 12, ..."""
+        return tuple(range(1, FIRST_TRAP_HOSPITAL + self.trap_hospitals))
+
+    def is_trap(self, hospital: int) -> bool:
+        return FIRST_TRAP_HOSPITAL <= hospital < FIRST_TRAP_HOSPITAL + self.trap_hospitals
+
     def counts(self) -> tuple[int, ...]:
-        """Slices of hospitals 1-11."""
-        return hospital_counts(self.preset, self.slices)
+        """Slices of hospitals 1-11, then of the trap hospitals (``counts()[h - 1]`` is hospital h's)."""
+        base = hospital_counts(self.preset, self.slices)
+        if not self.trap_hospitals:
+            return base
+        total = self.trap_slices if self.trap_slices is not None else sum(base[max(MASK_HOSPITALS) :])  # hospitals 5-11
+        return base + trap_counts(self.trap_hospitals, total)
+
+    def identity(self, trap: bool | None = None) -> dict:
+        """``asdict(self)``, without the trap fields when there are no trap hospitals (or ``trap=False``), so
+        phantoms and UIDs written before the option existed stay byte-identical."""
+        out = asdict(self)
+        if not (self.trap_hospitals if trap is None else trap):
+            del out["trap_hospitals"], out["trap_slices"]
+        return out
 
 
 @dataclass
@@ -126,8 +179,9 @@ def _controlled(base: float, target: float, achieved: int, total: int, gain: flo
 
 
 def iter_slices(config: SynthConfig) -> Iterator[SliceRecord]:
-    """Yield every slice of the data set: hospitals 1-11 in order, patients' slices consecutive."""
-    for hospital in range(1, N_HOSPITALS + 1):
+    """Yield every slice of the data set: hospitals 1-11 (then trap hospitals) in order, patients' slices
+    consecutive."""
+    for hospital in config.hospitals:
         yield from iter_hospital(config, hospital)
 
 
@@ -204,7 +258,8 @@ def _patient_slices(config: SynthConfig, hospital: int, patient: int, remaining:
                     ) -> Iterator[SliceRecord]:  # fmt: skip
     """All slices of one patient (at most ``remaining``)."""
     rng = np.random.default_rng([config.seed, hospital, patient])
-    profile = PROFILES[hospital]
+    profile = profile_of(hospital)
+    trap = config.is_trap(hospital)
     size = config.image_size
     head = anatomy.sample_head(rng)
     pose = _pose(rng, profile, size)
@@ -228,10 +283,12 @@ def _patient_slices(config: SynthConfig, hospital: int, patient: int, remaining:
         labels = hs.labels if hs is not None else dict.fromkeys(MARKERS, 0)
         prevalence = counter.hypodensity / counter.slices if counter.slices >= 20 else config.p_hypodensity
         slice_cue = cue.draw_cue(rng, labels["hypodensity"], config.spurious, prevalence,
-                                 hospital in config.cue_hospitals)  # fmt: skip
+                                 trap or hospital in config.cue_hospitals)  # fmt: skip
+        if trap:  # the cue's sign reversed: (label, cue) -> (label, 1 - cue)
+            slice_cue = 1 - slice_cue
         clean, tissue = _render(head, rad, slice_cue, hs)
         twin_hu = twin_clean = None
-        if hospital in config.twin_hospitals:  # the same noise draw on the cue-flipped slice
+        if trap or hospital in config.twin_hospitals:  # the same noise draw on the cue-flipped slice
             twin_clean = _render(head, rad, 1 - slice_cue, hs)[0]
             twin_hu = scanner.acquire(twin_clean, profile, pose.spacing, _copy_rng(rng))
         hu = scanner.acquire(clean, profile, pose.spacing, rng)
@@ -240,7 +297,7 @@ def _patient_slices(config: SynthConfig, hospital: int, patient: int, remaining:
             spacing=pose.spacing, hu=hu, clean=clean, tissue=tissue,
             mask=None if hs is None else hs.mask, parts=None if hs is None else hs.parts,
             labels=dict(labels), cue=slice_cue,
-            has_mask_file=hs is not None and hospital in config.mask_hospitals,
+            has_mask_file=hs is not None and (trap or hospital in config.mask_hospitals),
             twin_hu=twin_hu, twin_clean=twin_clean,
         )  # fmt: skip
 

@@ -4,16 +4,21 @@ Hospitals 1-4 provide hematoma masks and carry the spurious cue (the paper's tra
 hospitals 5-11 have no masks and an independent cue (the covariate-shifted test hospitals). Their
 profiles differ in noise, reconstruction kernel, calibration offset, field of view and patient
 positioning, so that hospitals 5-11 are a moderate covariate shift from hospitals 1-4.
+
+Optional trap hospitals (``SynthConfig.trap_hospitals``), numbered 12, 13, ..., reuse the profiles of
+hospitals 1-4 in turn (12 -> 1, 13 -> 2, ...; only the name and number differ), so that a trap slice
+differs from a training slice in nothing but the sign of the cue-label correlation (Bissoto et al.).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 N_HOSPITALS = 11
 MASK_HOSPITALS = (1, 2, 3, 4)
+FIRST_TRAP_HOSPITAL = N_HOSPITALS + 1  # trap hospitals are numbered 12, 13, ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,32 @@ PROFILES: dict[int, ScannerProfile] = {
         _profile(11, "SynthCT Altair 32", "UB", 6.0, 0.8, 0.6, 1.0, 230.0, 5.0, 7.0, 8.0, True),
     )
 }
+
+
+def profile_of(hospital: int) -> ScannerProfile:
+    """The profile of ``hospital``: 1-11 from ``PROFILES``; a trap hospital (12, ...) copies hospital
+    ``MASK_HOSPITALS[(hospital - 12) % 4]`` under its own number and name."""
+    if hospital in PROFILES:
+        return PROFILES[hospital]
+    if hospital < FIRST_TRAP_HOSPITAL:
+        raise ValueError(f"hospital {hospital} is not a hospital 1-{N_HOSPITALS} or a trap hospital (>= 12)")
+    base = PROFILES[MASK_HOSPITALS[(hospital - FIRST_TRAP_HOSPITAL) % len(MASK_HOSPITALS)]]
+    return replace(base, hospital=hospital, name=f"Synthetic Hospital {hospital:02d}")
+
+
+def trap_counts(n_hospitals: int, slices: int) -> tuple[int, ...]:
+    """``slices`` split as evenly as possible over ``n_hospitals`` trap hospitals (the first ones get the rest)."""
+    if n_hospitals < 0:
+        raise ValueError(f"trap_hospitals={n_hospitals} must be >= 0")
+    if n_hospitals and slices < n_hospitals:
+        raise ValueError(
+            f"trap_slices={slices} is too small: need at least one slice per trap hospital ({n_hospitals})"
+        )
+    if not n_hospitals:
+        return ()
+    q, r = divmod(int(slices), n_hospitals)
+    return tuple(q + (i < r) for i in range(n_hospitals))
+
 
 # Slices per hospital. `paper`: 11,780 slices, 9,912 in hospitals 1-4, 1,868 in 5-11 (hospital 1
 # holds 1,790, so the paper's test A, 10% of hospital 1, is 179 slices). `demo`: 1,400 slices,

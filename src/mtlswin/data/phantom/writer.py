@@ -9,6 +9,8 @@ Layout under ``OUT``::
                                      slices that show a hematoma; other rows have an empty mask cell)
     twins/h01/h01p0001/0001.dcm      with ``twin_hospitals``: the slice's counterfactual twin (cue flipped,
                                      all else identical), named in the manifest's ``twin`` column
+    images/h12/..., masks/h12/..., twins/h12/...   with ``trap_hospitals``: the trap hospitals 12, ...
+                                     (cue anti-correlated with the label; masks and a twin for every slice)
 
 Nothing depends on the clock or the machine: UIDs are ``2.25.<hash>`` of the config and the slice
 (pydicom's ``generate_uid`` with entropy sources), so the same config writes byte-identical files.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from mtlswin.data.phantom.cue import phi
 from mtlswin.data.phantom.generate import MARKERS, SliceRecord, SynthConfig, iter_hospital, iter_slices
-from mtlswin.data.phantom.hospitals import N_HOSPITALS, PROFILES
+from mtlswin.data.phantom.hospitals import profile_of
 from mtlswin.io import atomic_path, atomic_write_text
 
 MANIFEST_COLUMNS = ("image", "mask", "patient_id", "hospital", *MARKERS, "cue")
@@ -37,14 +38,17 @@ MASK_VALUE = 255
 
 
 def _uid(config: SynthConfig, *parts: object) -> str:
-    key = json.dumps(asdict(config), sort_keys=True)
+    """A UID from the config without its trap fields (hospitals 1-11 keep their UIDs when trap hospitals are
+    added; a trap slice's ``parts`` carry the trap fields)."""
+    key = json.dumps(config.identity(trap=False), sort_keys=True)
     return generate_uid(prefix="2.25.", entropy_srcs=["mtlswin-phantom", key, *map(str, parts)])
 
 
 def dicom_dataset(rec: SliceRecord, config: SynthConfig, twin: bool = False) -> Dataset:
     """The DICOM data set of one slice (CT Image Storage, explicit VR little endian); ``twin``: of its twin."""
-    profile = PROFILES[rec.hospital]
-    sop = _uid(config, rec.patient_id, rec.instance, "sop", *(("twin",) if twin else ()))
+    profile = profile_of(rec.hospital)
+    trap = (config.trap_hospitals, config.trap_slices) if config.is_trap(rec.hospital) else ()
+    sop = _uid(config, rec.patient_id, rec.instance, "sop", *(("twin",) if twin else ()), *trap)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop
@@ -52,9 +56,9 @@ def dicom_dataset(rec: SliceRecord, config: SynthConfig, twin: bool = False) -> 
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
-    ds.StudyInstanceUID = _uid(config, rec.patient_id, "study")
-    ds.SeriesInstanceUID = _uid(config, rec.patient_id, "series")
-    ds.FrameOfReferenceUID = _uid(config, rec.patient_id, "frame")
+    ds.StudyInstanceUID = _uid(config, rec.patient_id, "study", *trap)
+    ds.SeriesInstanceUID = _uid(config, rec.patient_id, "series", *trap)
+    ds.FrameOfReferenceUID = _uid(config, rec.patient_id, "frame", *trap)
     ds.Modality, ds.ImageType = "CT", ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.PatientID, ds.PatientName = rec.patient_id, f"PHANTOM^{rec.patient_id.upper()}"
     ds.StudyDate = ds.SeriesDate = "20240101"
@@ -92,7 +96,7 @@ def write_slice(rec: SliceRecord, config: SynthConfig, out: Path) -> dict[str, o
     row = {"image": rel.as_posix(), "mask": mask_rel, "patient_id": rec.patient_id, "hospital": rec.hospital}
     row.update({m: rec.labels[m] for m in MARKERS})
     row["cue"] = rec.cue
-    if config.twin_hospitals:
+    if config.twin_hospitals or config.trap_hospitals:
         row["twin"] = ""
         if rec.twin_hu is not None:
             trel = Path("twins") / rel.relative_to("images")
@@ -103,13 +107,16 @@ def write_slice(rec: SliceRecord, config: SynthConfig, out: Path) -> dict[str, o
 
 
 def summarize(rows: list[dict[str, object]], config: SynthConfig) -> dict[str, object]:
-    """Realised counts, prevalences and cue-label phi (hospitals with / without the correlated cue)."""
+    """Realised counts, prevalences and cue-label phi (hospitals with / without the correlated cue, and the
+    trap hospitals when there are any)."""
     hosp = np.array([r["hospital"] for r in rows])
     lab = {m: np.array([r[m] for r in rows]) for m in MARKERS}
     cue = np.array([r["cue"] for r in rows])
     hem = np.array([r["mask"] != "" or r["hospital"] not in config.mask_hospitals for r in rows])
     corr = np.isin(hosp, config.cue_hospitals)
-    return {
+    trap = np.array([config.is_trap(int(h)) for h in hosp], dtype=bool)
+    other = ~corr & ~trap
+    summary = {
         "slices": len(rows),
         "per_hospital": {int(h): int((hosp == h).sum()) for h in np.unique(hosp)},
         "patients": len({r["patient_id"] for r in rows}),
@@ -117,9 +124,12 @@ def summarize(rows: list[dict[str, object]], config: SynthConfig) -> dict[str, o
         "masks": int(sum(r["mask"] != "" for r in rows)),
         "cue_rate": float(cue.mean()),
         "cue_phi_correlated_hospitals": phi(cue[corr], lab["hypodensity"][corr]) if corr.any() else None,
-        "cue_phi_other_hospitals": phi(cue[~corr], lab["hypodensity"][~corr]) if (~corr).any() else None,
+        "cue_phi_other_hospitals": phi(cue[other], lab["hypodensity"][other]) if other.any() else None,
         "hematoma_rate_mask_hospitals": float(hem[np.isin(hosp, config.mask_hospitals)].mean()),
     }
+    if config.trap_hospitals:
+        summary["cue_phi_trap_hospitals"] = phi(cue[trap], lab["hypodensity"][trap]) if trap.any() else None
+    return summary
 
 
 def _write_hospital(config: SynthConfig, out: Path, hospital: int) -> list[dict[str, object]]:
@@ -134,7 +144,7 @@ def write_dataset(config: SynthConfig, out: str | Path, progress: bool = False, 
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    hospitals = list(range(1, N_HOSPITALS + 1))
+    hospitals = list(config.hospitals)
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
@@ -152,9 +162,9 @@ def write_dataset(config: SynthConfig, out: str | Path, progress: bool = False, 
             records = tqdm(records, total=sum(config.counts()), unit="slice", desc="synth")
         rows = [write_slice(rec, config, out) for rec in records]
     summary = summarize(rows, config)
-    info = {"config": asdict(config), "image_size": config.image_size, "mask_value": MASK_VALUE, "summary": summary}
+    info = {"config": config.identity(), "image_size": config.image_size, "mask_value": MASK_VALUE, "summary": summary}
     with atomic_path(out / "manifest.csv") as tmp, open(tmp, "w", newline="") as f:  # never half a manifest
-        columns = (*MANIFEST_COLUMNS, "twin") if config.twin_hospitals else MANIFEST_COLUMNS
+        columns = (*MANIFEST_COLUMNS, "twin") if config.twin_hospitals or config.trap_hospitals else MANIFEST_COLUMNS
         writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
