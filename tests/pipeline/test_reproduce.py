@@ -143,3 +143,22 @@ def test_methods_preset_micro_scale_trains_derives_probes_and_compares(tmp_path)
     report = (out / "report.md").read_text()
     assert "## The alternatives, side by side" in report and "## The comparisons, tested" in report
     assert "Swin + Deep Feature Reweighting (cue labels) (`swin_dfr`) | 2 |" in report
+
+
+@pytest.mark.slow
+def test_mask_budget_preset_shares_the_draws_and_plots_auc_against_the_budget(tmp_path, capsys):
+    out = tmp_path / "budget"
+    args = ["reproduce", "--preset", "mask-budget", "--out", str(out), "--slices", "300", "--seeds", "0"]
+    assert main([*args, *set_args(MICRO)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("data (phantom draw 0 for seed 0): running") == 1  # one draw for every budget
+    assert "train 2 runs, 2 at a time [masks 0.3]" in (out / "report.md").read_text()
+    for budget in ("1", "0.3", "0.1"):
+        config = (out / f"mask-{budget}" / "runs" / "swin_rrr-seed0" / "config.yaml").read_text()
+        assert f"mask_fraction: {float(budget)}" in config
+        assert str(out / "data" / "seed-0" / "phantom" / "manifest.csv") in config
+    table = pd.read_csv(out / "mask_budget.csv")
+    assert sorted(table["budget"].unique()) == [0.1, 0.3, 1.0] and set(table["row"]) == {"mtl_cls_seg", "swin_rrr"}
+    assert table["auc_trap"].notna().all()
+    with Image.open(out / "mask_budget.png") as im:
+        assert im.format == "PNG" and min(im.size) > 100

@@ -102,8 +102,8 @@ def _cell(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
         return ""
-    text = f"{values.mean():.3f}"
-    return text + (f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else "")
+    text = f"{values.mean():.3f}".replace("0.", ".", 1)
+    return text + (f" ± {values.std(ddof=1):.3f}".replace("0.", ".", 1) if len(values) > 1 else "")
 
 
 def methods_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:

@@ -268,12 +268,14 @@ def _experiment(
     preset: Preset, out: Path, manifest: str | Path | None, seeds: tuple[int, ...], rows: Sequence[str] | None,
     overrides: Sequence[str], slices: int | None, progress: Progress, log: Callable[[str], None],
     spurious: float | None = None, jobs: int = 1, phantom_seed: int = 0, data_root: Path | None = None,
+    label: str | None = None,
 ) -> Experiment:  # fmt: skip
     """Data, splits, training, evaluation, audit and claims of one experiment under ``out`` (its data under
     ``data_root``, default ``out``: the mask-budget preset shares one set of draws between budgets)."""
     from mtlswin.pipeline import methods
 
-    tag = "" if spurious is None else f" [spurious {spurious:g}]"
+    label = label or (None if spurious is None else f"spurious {spurious:g}")
+    tag = "" if label is None else f" [{label}]"
     data = seed_data(preset, data_root or out, manifest, seeds, slices, progress, log, spurious, jobs, phantom_seed)
     runs_dir = out / "runs"
     row_list = ordered_rows(tuple(rows) if rows is not None else preset.rows)
@@ -387,7 +389,7 @@ def reproduce(
             sub = out / f"mask-{budget:g}"
             sub.mkdir(parents=True, exist_ok=True)
             exp = _experiment(preset, sub, manifest, seeds, rows, [*overrides, f"data.mask_fraction={budget}"], slices,
-                              progress, log, None, jobs, phantom_seed, data_root=out)  # fmt: skip
+                              progress, log, None, jobs, phantom_seed, data_root=out, label=f"masks {budget:g}")  # fmt: skip
             _write_report(sub, preset, exp.runs, exp.audit, {}, protocol_text(preset, exp.data, "hypodensity"))
             experiments[budget] = exp
         report = write_budget_report(out, preset, experiments, progress.timings)
