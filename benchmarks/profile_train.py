@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import re
 import tempfile
 import time
@@ -58,9 +59,16 @@ def lightning_profile(row: str, args: argparse.Namespace, out: Path) -> tuple[st
 
     config = _config(row, args, out, ["trainer.profiler=simple"])
     buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)  # the profiler's summary goes to its logger at INFO
+    logger = logging.getLogger("lightning.pytorch.profilers.profiler")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     start = time.perf_counter()
-    with contextlib.redirect_stdout(buffer):
-        train(config)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(config)
+    finally:
+        logger.removeHandler(handler)
     return buffer.getvalue(), time.perf_counter() - start
 
 
@@ -90,7 +98,7 @@ def op_profile(row: str, args: argparse.Namespace, out: Path) -> str:
     optimizer = build_optimizer(module.model, config.train.lr, config.train.momentum, config.train.weight_decay,
                                 name=config.train.optimizer)  # fmt: skip
     batches = []
-    for batch in data.train_dataloader():
+    for batch in data.dataloader("train", shuffle=True, augment=True):
         batches.append(batch)
         if len(batches) == args.op_steps + 2:
             break
