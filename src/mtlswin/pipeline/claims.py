@@ -35,6 +35,7 @@ import pandas as pd
 
 from mtlswin.paper_table import PAPER_AUC
 from mtlswin.stats import fast_auc, percentile_interval, resample_indices, seed_interval
+from mtlswin.training.metrics import group_accuracy
 
 __all__ = [
     "CLAIMS",
@@ -191,7 +192,7 @@ def load_evidence(runs: list[Path], audit_slices: Path | None = None) -> Evidenc
         ev.threshold[row] = float(metrics.get("threshold", 0.5))
         if scores is not None:
             _add_energy(ev, row, scores[scores["model"] == run.name])
-        reason = run_learning_failure(run)
+        reason = run_learning_failure(run, predictions=frames)
         if reason:
             evidence.not_learned[run.name] = reason
     return evidence
@@ -215,12 +216,6 @@ def _add_energy(ev: SeedEvidence, row: str, scores: pd.DataFrame) -> None:
         first = scores.drop_duplicates("index").sort_values("index")
         ev.base_energy = first[["index", "patient_id"]].reset_index(drop=True)
     ev.energy[row] = _aligned(scores.drop_duplicates("index"), "energy_in_mask", ev.base_energy["index"].to_numpy())
-
-
-def _worst_group(y: np.ndarray, pred: np.ndarray, cue: np.ndarray) -> float:
-    accs = [float((pred[sel] == label).mean()) for label in (0, 1) for c in (0, 1)
-            if (sel := (y == label) & (cue == c)).any()]  # fmt: skip
-    return min(accs) if accs else float("nan")
 
 
 def _mean(values: np.ndarray) -> float:
@@ -248,7 +243,7 @@ def _statistic(ev: SeedEvidence, row: str, name: str, idx: dict[str, np.ndarray]
         if "cue" not in ev.base["test_b"]:
             return float("nan")
         yb, cue = ev.column("test_b", "label")[ib], ev.column("test_b", "cue")[ib]
-        return _worst_group(yb, (pb >= ev.threshold.get(row, 0.5)).astype(int), cue)
+        return group_accuracy(yb, (pb >= ev.threshold.get(row, 0.5)).astype(int), cue)["worst_group_acc"]
     if name == "cue_b":
         return _mean(np.abs(pb - ev.twin[row]["test_b"][ib]))
     raise ValueError(f"unknown statistic {name!r}; choose one of {STATISTICS}")
@@ -302,18 +297,17 @@ class _Scores:
         return self.cache[(row, stat, k)]
 
 
+# statistic -> its value from the paper's (AUC A, AUC B) of a row
+_FROM_PAPER_AUC = {"auc_a": lambda a, b: a, "auc_b": lambda a, b: b, "drop": lambda a, b: a - b}
+
+
 def _paper_difference(claim: Claim) -> float:
     """The paper's own value of an AUC claim (Table 1), NaN for statistics it did not report."""
-    column = {"auc_a": (0,), "auc_b": (1,), "drop": (0, 1)}.get(claim.statistic)
+    value = _FROM_PAPER_AUC.get(claim.statistic)
     rows = [claim.row] + ([claim.reference] if claim.reference else [])
-    if column is None or any(r not in PAPER_AUC for r in rows):
+    if value is None or any(r not in PAPER_AUC for r in rows):
         return float("nan")
-
-    def value(row: str) -> float:
-        a, b = PAPER_AUC[row]
-        return a - b if claim.statistic == "drop" else (a if column == (0,) else b)
-
-    return value(claim.row) - (value(claim.reference) if claim.reference else 0.0)
+    return value(*PAPER_AUC[claim.row]) - (value(*PAPER_AUC[claim.reference]) if claim.reference else 0.0)
 
 
 def evaluate_claims(

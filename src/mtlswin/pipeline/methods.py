@@ -25,6 +25,7 @@ import pandas as pd
 from mtlswin.io import atomic_path, atomic_write_text
 from mtlswin.pipeline.claims import row_of, seed_of
 from mtlswin.training.learned import run_learning_failure
+from mtlswin.training.report import fmt_mean_sd
 
 __all__ = ["COLUMNS", "cue_probe_ok", "derive", "derived_ok", "methods_markdown", "methods_table", "run_cue_probe",
            "write_budget_report"]  # fmt: skip
@@ -99,11 +100,9 @@ def methods_table(runs: list[Path]) -> pd.DataFrame:
 
 
 def _cell(values: pd.Series) -> str:
+    """Mean ± sd over seeds (the mean alone for one seed), as the results table writes them."""
     values = values.dropna()
-    if values.empty:
-        return ""
-    text = f"{values.mean():.3f}".replace("0.", ".", 1)
-    return text + (f" ± {values.std(ddof=1):.3f}".replace("0.", ".", 1) if len(values) > 1 else "")
+    return fmt_mean_sd(values.mean(), values.std(ddof=1)) if len(values) else ""
 
 
 def methods_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:

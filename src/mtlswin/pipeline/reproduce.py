@@ -233,11 +233,6 @@ class Experiment:
     runs: list[Path]
     audit: Path
 
-    @property
-    def manifest(self) -> Path:
-        """The first seed's manifest (every seed's, unless each has a phantom draw of its own)."""
-        return next(iter(self.data.values())).manifest
-
 
 def _train_runs(
     tasks: list[TrainTask], runs_dir: Path, jobs: int, progress: Progress, tag: str, log: Callable[[str], None]
@@ -308,7 +303,7 @@ def _experiment(
     for run in runs:
         source = DERIVED_ROWS.get(row_of(run))
         if source:
-            source_run = run.with_name(run.name.replace(row_of(run), source, 1))
+            source_run = run.with_name(f"{source}-seed{seed_of(run)}")
             progress.stage(f"derive {run.name} from {source_run.name}{tag}",
                            lambda r=run, s=source_run: methods.derived_ok(r, s),
                            lambda r=run, s=source_run: methods.derive(r, s))  # fmt: skip

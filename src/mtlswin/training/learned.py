@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["ONE_CLASS_SHARE", "VAL_AUC_MIN", "best_val_auc", "learning_failure", "run_learning_failure"]
+__all__ = [
+    "ONE_CLASS_SHARE",
+    "VAL_AUC_MIN",
+    "best_val_auc",
+    "is_classifier",
+    "learning_failure",
+    "run_learning_failure",
+]
 
 VAL_AUC_MIN = 0.6
 ONE_CLASS_SHARE = 0.99
@@ -31,6 +38,11 @@ def best_val_auc(log: pd.DataFrame | None) -> float | None:
         return None
     values = pd.to_numeric(log["val/auc"], errors="coerce").dropna()
     return float(values.max()) if len(values) else None
+
+
+def is_classifier(log: pd.DataFrame | None, predictions: Mapping[str, pd.DataFrame]) -> bool:
+    """Whether the run has a classification output: a logged ``val/auc`` or a ``prob`` column."""
+    return best_val_auc(log) is not None or any("prob" in t for t in predictions.values())
 
 
 def learning_failure(val_auc: float | None, predictions: Mapping[str, pd.DataFrame]) -> str:
@@ -48,12 +60,16 @@ def learning_failure(val_auc: float | None, predictions: Mapping[str, pd.DataFra
     return "; ".join(reasons)
 
 
-def run_learning_failure(run: str | Path, splits: tuple[str, ...] = ("test_a", "test_b")) -> str:
-    """:func:`learning_failure` of a run folder, from ``logs/metrics.csv`` and ``predictions/<split>.csv``."""
+def run_learning_failure(
+    run: str | Path, splits: tuple[str, ...] = ("test_a", "test_b"), predictions: Mapping[str, pd.DataFrame] = ()
+) -> str:
+    """:func:`learning_failure` of a run folder, from ``logs/metrics.csv`` and ``predictions/<split>.csv`` (or
+    the tables of ``predictions`` the caller has already read). A segmentation-only run has neither a
+    ``val/auc`` nor a ``pred`` column, so it is never flagged."""
     run = Path(run)
     log_path = run / "logs" / "metrics.csv"
     log = pd.read_csv(log_path) if log_path.is_file() else None
-    predictions = {s: pd.read_csv(p) for s in splits if (p := run / "predictions" / f"{s}.csv").is_file()}
-    if not any("prob" in t for t in predictions.values()) and best_val_auc(log) is None:
-        return ""  # segmentation only
-    return learning_failure(best_val_auc(log), predictions)
+    given = dict(predictions)
+    tables = {s: given[s] if s in given else pd.read_csv(p) for s in splits
+              if s in given or (p := run / "predictions" / f"{s}.csv").is_file()}  # fmt: skip
+    return learning_failure(best_val_auc(log), tables)

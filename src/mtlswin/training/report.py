@@ -27,9 +27,9 @@ from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve
 from mtlswin.io import atomic_path, atomic_write_text, created_dir
 from mtlswin.paper_table import TABLE1_LABELS
 from mtlswin.runs import trained_name
-from mtlswin.training.learned import best_val_auc, learning_failure
+from mtlswin.training.learned import best_val_auc, is_classifier, learning_failure
 
-__all__ = ["RunResult", "load_results", "table1", "write_report"]
+__all__ = ["RunResult", "fmt_mean_sd", "load_results", "table1", "write_report"]
 
 SPLITS = ("test_a", "test_b")
 METRICS = ("acc", "precision", "recall", "f1_macro", "auc")
@@ -108,7 +108,8 @@ def _any(values: list[list[float]]) -> bool:
     return bool(np.isfinite(np.asarray(values, dtype=float)).any())
 
 
-def _fmt(mean: float, sd: float) -> str:
+def fmt_mean_sd(mean: float, sd: float) -> str:
+    """``.912 ± .018`` (the paper's style: no leading zero); the mean alone when ``sd`` is NaN; "" for NaN."""
     if not np.isfinite(mean):
         return ""
     text = f"{mean:.3f}".lstrip("0") if mean >= 0 else f"{mean:.3f}"
@@ -138,7 +139,7 @@ def table1_markdown(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series, flagged:
         "|" + "---|" * len(head),
     ]
     for row in mean.index:
-        cells = [_fmt(mean.loc[row, c], sd.loc[row, c]) for c in mean.columns]
+        cells = [fmt_mean_sd(mean.loc[row, c], sd.loc[row, c]) for c in mean.columns]
         label = f"{TABLE1_LABELS[row]} (`{row}`)" if row in TABLE1_LABELS else row
         runs = flagged.get(row, [])
         failed = f"**{len(runs)}** ({', '.join(runs)})" if runs else "0"
@@ -160,8 +161,7 @@ def table1_csv(mean: pd.DataFrame, sd: pd.DataFrame, n: pd.Series, flagged: dict
 
 def _not_learned_section(results: list[RunResult]) -> str:
     failed = [r for r in results if r.not_learned]
-    classifiers = [r for r in results if best_val_auc(r.log) is not None or any("prob" in t for t in
-                                                                                  r.predictions.values())]  # fmt: skip
+    classifiers = [r for r in results if is_classifier(r.log, r.predictions)]
     lines = ["## Runs that did not learn", "",
              f"{len(failed)} of {len(classifiers)} classifier runs did not learn (validation AUC <= 0.6, or one class "
              "predicted for >= 99% of a test set). They stay in every mean and every claim: a method that sometimes "
