@@ -106,3 +106,15 @@ def test_bad_settings(tiny_data, tmp_path):
         build_cache(m, tmp_path, dtype="int8")
     with pytest.raises(ValueError, match="cache size must be a positive"):
         build_cache(m, tmp_path, size=0)
+
+
+def test_building_the_cache_leaves_the_global_rng_alone(tiny_data, tmp_path):
+    # A run that builds the cache must initialise its model exactly like a run that finds it built:
+    # the build's DataLoader draws its seed from a generator of its own, never from the global RNG.
+    m = read_manifest(tiny_data.manifest)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    build_cache(m, tmp_path, size=32)
+    assert torch.equal(torch.get_rng_state(), state)
+    build_cache(m, tmp_path, size=32)  # found built
+    assert torch.equal(torch.get_rng_state(), state)

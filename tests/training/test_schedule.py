@@ -90,3 +90,31 @@ def test_bad_schedule_arguments_are_refused(kwargs, match):
 def test_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="optimizer"):
         build_optimizer([torch.nn.Parameter(torch.zeros(1))], lr=0.1, name="adam")
+
+
+def _mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 2))
+
+
+def test_adamw_is_fused_on_cpu_and_trains_the_weights_of_the_for_loop_implementation():
+    # issue 20: the fused kernel (one call for all tensors) must train the same weights as torch's
+    # per-tensor loop, to float rounding, over 50 steps with both weight-decay groups.
+    from timm.optim import param_groups_weight_decay
+
+    torch.manual_seed(0)
+    model, loop = _mlp(), _mlp()
+    loop.load_state_dict(model.state_dict())
+    start = [p.detach().clone() for p in model.parameters()]
+    fused = build_optimizer(model, lr=1e-2, weight_decay=0.05, name="adamw")
+    assert fused.defaults["fused"] is True
+    reference = torch.optim.AdamW(param_groups_weight_decay(loop, 0.05), lr=1e-2, weight_decay=0.05, foreach=False)
+    x, y = torch.randn(64, 6), torch.randint(0, 2, (64,))
+    for _ in range(50):
+        for net, opt in ((model, fused), (loop, reference)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    travelled = max((p - s).abs().max().item() for p, s in zip(model.parameters(), start))
+    differ = max((a - b).abs().max().item() for a, b in zip(model.parameters(), loop.parameters()))
+    assert travelled > 0.1  # the weights moved far ...
+    assert differ < 1e-6  # ... and both implementations moved them alike

@@ -194,6 +194,7 @@ def _write(tmp: Path, manifest: Manifest, settings: dict, key: str, num_workers:
         num_workers=num_workers,
         shuffle=False,
         collate_fn=_as_is,
+        generator=torch.Generator(),  # its own: an iterator draws a seed, which must not come from the global RNG
     )
     for i, image, mask, present in loader:
         images[i] = np.rint(image * 255) if settings["dtype"] == "uint8" else image

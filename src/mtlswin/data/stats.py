@@ -14,7 +14,8 @@ def pixel_stats(dataset: torch.utils.data.Dataset, batch_size: int = 256) -> tup
     if len(dataset) == 0:
         raise ValueError("cannot compute pixel statistics of an empty split")
     total = total_sq = count = 0.0
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0)
+    # a generator of its own: each iterator draws a seed, which must not come from (and shift) the global RNG
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0, generator=torch.Generator())
     for batch in loader:
         x = batch["image"].double()
         total += float(x.sum())

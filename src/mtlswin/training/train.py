@@ -31,6 +31,7 @@ from mtlswin.io import atomic_path, atomic_write_text, created_dir
 from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
 from mtlswin.training.datamodule import TrainingData
+from mtlswin.training.denormals import flushed_denormals
 from mtlswin.training.module import MTLModule, default_monitor
 from mtlswin.training.quiet import quiet_lightning
 from mtlswin.training.resume import TrainPosition, last_checkpoint
@@ -185,8 +186,8 @@ def train(config: Config, resume: bool = False) -> Path:
     data = build_datamodule(config)  # checks the data files first
     pl.seed_everything(config.train.seed, workers=True)
     # A fresh run that fails before its first checkpoint removes the folder it created (none is left half-made);
-    # once last.ckpt exists the folder stays, to be resumed.
-    with created_dir(run_dir, keep=last_ckpt.is_file):
+    # once last.ckpt exists the folder stays, to be resumed. Subnormals are flushed (1.27x on a CPU: .denormals).
+    with created_dir(run_dir, keep=last_ckpt.is_file), flushed_denormals():
         digest = config_digest(config)  # of the config as asked for: what `reproduce` compares before training
         resolve_input_norm(config, data)
         stored = stored_config(config)
