@@ -21,6 +21,9 @@ Rows (images/s), for ``swin`` and ``mtl_swin_unet`` cls+seg+rec built from their
 Then the ratios of the issue (from medians of the interleaved repetitions) and the projected hours of the
 paper's protocol (600 epochs of 7,900 slices per row) at the measured end-to-end rates.
 
+``--demo``: the demo rows instead (``benchmarks/demo_rows.py``; issue 20): real ``train`` of the demo configs,
+before and after with ``--compare OLD_CHECKOUT``, with GFLOP/s and the share of the measured matmul rate.
+
 ``--cpu-smoke``: tiny models (the registry's tiny configs), 32 px, batch 4, 3 steps, a 48-slice phantom,
 no workers: checks every code path in well under a minute on a CPU.
 """
@@ -70,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=None, help="folder with manifest.csv + splits.csv instead of a new phantom")
     p.add_argument("--authors", default=None, help="checkout of ko-hirata/Swin-Multitask (skipped when absent)")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models and sizes: a < 1 min check of every path")
+    p.add_argument("--demo", action="store_true",
+                   help="only the demo rows (benchmarks/demo_rows.py): real `train` of configs/demo/{swin,mtl_cls_seg} "
+                   "on --data (a demo phantom folder), at --threads (default 1)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=2, help="--demo: epochs per timed run")
+    p.add_argument("--repeats", type=int, default=3, help="--demo: timed runs per row and code")
+    p.add_argument("--compare", default=None, help="--demo: another checkout, measured alternately with ours")
     args = p.parse_args(argv)
     if args.cpu_smoke:
         args.device, args.img_size, args.batch_size = "cpu", 32, 4
@@ -426,6 +435,13 @@ def main(argv: list[str] | None = None) -> list:
     import warnings
 
     args = parse_args(argv)
+    if args.demo:
+        import demo_rows
+
+        if not args.data:
+            raise SystemExit("--demo needs --data: a folder with a demo phantom's manifest.csv and splits.csv")
+        return demo_rows.main(Path(args.data), args.epochs, args.threads or 1, args.repeats,
+                              Path(args.compare) if args.compare else None)  # fmt: skip
     logging.getLogger("lightning").setLevel(logging.ERROR)  # keep the table readable
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="lightning")

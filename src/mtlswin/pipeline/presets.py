@@ -106,7 +106,7 @@ PRESETS: dict[str, Preset] = {
         seeds=(0,),
         phantom="demo",
         description="CPU, dose-response: Swin and MTL-Swin-Unet (cls+seg), seed 0, at spurious strength 0, 0.5 "
-        "and 0.9 (24 min measured on 2 cores; add rows with --rows)",
+        "and 0.9, 24 epochs (18.5 min measured on 2 cores; add rows with --rows)",
         phantom_options=DEMO_PHANTOM,
         split_options=DEMO_SPLITS,
         draw_per_seed=True,

@@ -42,6 +42,7 @@ from mtlswin.pipeline.experiment_data import (
     seed_data,
     split_has_masks,
 )
+from mtlswin.pipeline.initialisation import initialisation_markdown
 from mtlswin.pipeline.parallel import RunClock, TrainTask, default_jobs, run_tasks, train_config
 from mtlswin.pipeline.presets import (
     ALL_ROWS,
@@ -189,7 +190,7 @@ def _write_report(
     )
     if preset.config_dir == "demo":
         head += DEMO_RECIPE_NOTE
-    head += protocol
+    head += initialisation_markdown(runs) + protocol
     if any(row_of(r) in METHOD_ROWS for r in runs):
         from mtlswin.pipeline.methods import methods_markdown, methods_table
 
@@ -218,7 +219,7 @@ DEMO_RECIPE_NOTE = (
     "(measured: SGD 0.05 for 300 steps, val AUC 0.41-0.55; a linear probe on the same pixels reaches 0.9). The "
     "demo therefore trains every row from scratch with one recipe: input standardised with the train split's "
     "mean and std (saved in the model), AdamW 5e-4, 60 warm-up steps, cosine decay, no drop path, batch 32, "
-    "24 epochs. **Initialisation:** random (from scratch); no encoder is pretrained. The 24 epochs were chosen "
+    "24 epochs. The 24 epochs were chosen "
     "blind to the claim, from plain Swin alone on a phantom without the spurious cue (mean test-A AUC .928 over "
     "seeds 0-2, the criterion being >= .90; 6 epochs gave .735, and SimMIM pretraining on a separate unlabeled "
     "draw of 6,000 slices for 20 epochs did not help: docs/calibration.md). The `paper` configs keep the paper's "

@@ -206,7 +206,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
             _merge_csv_log(run_dir, *old_log)
         skipped.write(run_dir)
         info = {"method": "SimMIM", "mask_ratio": p.mask_ratio, "mask_patch_size": model.mask_patch,
-                "steps": int(trainer.global_step), "slices": len(corpus), "corpus_mean": c_mean, "corpus_std": c_std,
+                "steps": int(trainer.global_step), "epochs": p.epochs, "slices": len(corpus),
+                "corpus": [str(x) for x in config.data.inputs], "corpus_mean": c_mean, "corpus_std": c_std,
                 "model": config.model.name}  # fmt: skip
         save_encoder(model.encoder, run_dir / ENCODER_NAME, enc_config, info)
     return run_dir
