@@ -120,17 +120,18 @@ def main(data: Path, epochs: int, threads: int, repeats: int, compare: Path | No
     checkouts = {"ours": REPO} | ({"theirs": compare.resolve()} if compare else {})
     rates: dict[tuple[str, str], list[float]] = {}
     aucs: dict[tuple[str, str], list[float]] = {}
-    cache = Path(tempfile.mkdtemp(prefix="mtlswin-demo-cache-"))  # keyed by content: shared by both codes
-    for checkout in checkouts.values():
-        _child(DEMO_ROWS[0], data, 0, threads, checkout, cache)
-    for _ in range(repeats):
-        for row in DEMO_ROWS:
-            for name, checkout in checkouts.items():  # alternate: ours, theirs, ours, theirs, ...
-                r = _child(row, data, epochs, threads, checkout, cache)
-                rates.setdefault((row, name), []).append(r["images"] / r["seconds"])
-                aucs.setdefault((row, name), []).append(r["val_auc"])
-                print(f"  {row} {name}: {r['steps']} steps in {r['seconds']:.1f} s, {r['images'] / r['seconds']:.0f} img/s,"
-                      f" val AUC {r['val_auc']:.4f}", flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mtlswin-demo-cache-") as tmp:  # keyed by content: shared by both codes
+        cache = Path(tmp)
+        for checkout in checkouts.values():
+            _child(DEMO_ROWS[0], data, 0, threads, checkout, cache)
+        for _ in range(repeats):
+            for row in DEMO_ROWS:
+                for name, checkout in checkouts.items():  # alternate: ours, theirs, ours, theirs, ...
+                    r = _child(row, data, epochs, threads, checkout, cache)
+                    rates.setdefault((row, name), []).append(r["images"] / r["seconds"])
+                    aucs.setdefault((row, name), []).append(r["val_auc"])
+                    print(f"  {row} {name}: {r['steps']} steps in {r['seconds']:.1f} s, {r['images'] / r['seconds']:.0f} img/s,"
+                          f" val AUC {r['val_auc']:.4f}", flush=True)  # fmt: skip
     print(f"\n| row | code | img/s (median of {repeats}) | MFLOP/img | GFLOP/s | share of mm | last val AUC |")
     print("|---|---|---|---|---|---|---|")
     rows = []

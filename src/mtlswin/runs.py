@@ -41,6 +41,7 @@ __all__ = [
     "resolve_data_path",
     "run_tasks",
     "stored_config",
+    "stored_setting",
     "trained_name",
 ]
 
@@ -104,6 +105,17 @@ def read_run_config(root: str | Path, overrides: list[str] | tuple[str, ...] = (
     if not path.is_file():
         raise ValueError(f"{str(root)!r} is not a run folder: it has no config.yaml")
     return _resolve_config(load_config(path, overrides), root.absolute())
+
+
+def stored_setting(root: str | Path, section: str, key: str) -> str | None:
+    """One value of a run folder's ``config.yaml`` as written (read, not validated or resolved: a report may
+    look at folders of older versions); ``None`` when the file, the section or the value is absent."""
+    import yaml
+
+    path = Path(root) / "config.yaml"
+    config = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    value = (config.get(section) or {}).get(key)
+    return str(value) if value else None
 
 
 def trained_name(root: str | Path) -> str:

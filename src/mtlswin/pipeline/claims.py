@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mtlswin.paper_table import PAPER_AUC
+from mtlswin.runs import stored_setting
 from mtlswin.stats import fast_auc, percentile_interval, resample_indices, seed_interval
 from mtlswin.training.metrics import group_accuracy
 
@@ -178,7 +179,9 @@ def load_evidence(runs: list[Path], audit_slices: Path | None = None) -> Evidenc
         if "prob" not in frames["test_b"]:
             continue  # segmentation-only row
         row, seed = row_of(run), seed_of(run)
-        ev = evidence.seeds.setdefault(seed, SeedEvidence(base={}, source=_manifest_of(run)))
+        ev = evidence.seeds.setdefault(
+            seed, SeedEvidence(base={}, source=stored_setting(run, "data", "manifest") or "")
+        )
         if row in ev.prob:
             raise ValueError(f"two runs of row {row!r} with seed {seed} ({run}); give each seed once")
         for split, frame in frames.items():
@@ -196,17 +199,6 @@ def load_evidence(runs: list[Path], audit_slices: Path | None = None) -> Evidenc
         if reason:
             evidence.not_learned[run.name] = reason
     return evidence
-
-
-def _manifest_of(run: Path) -> str:
-    """The manifest a run's test slices come from (its config.yaml), "" when it does not say."""
-    import yaml
-
-    path = run / "config.yaml"
-    if not path.is_file():
-        return ""
-    config = yaml.safe_load(path.read_text()) or {}
-    return str((config.get("data") or {}).get("manifest") or "")
 
 
 def _add_energy(ev: SeedEvidence, row: str, scores: pd.DataFrame) -> None:

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
+from mtlswin.runs import stored_setting
 
 __all__ = ["initialisation_markdown"]
-
-
-def _pretrained(run: Path) -> str | None:
-    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
-    value = ((config or {}).get("model") or {}).get("pretrained")
-    return str(value) if value else None
 
 
 def _describe(path: str) -> str:
@@ -37,7 +31,7 @@ def initialisation_markdown(runs: list[Path]) -> str:
     """One paragraph: every run from scratch, or per pretrained file the runs that start from it."""
     by_file: dict[str | None, list[str]] = {}
     for run in runs:
-        by_file.setdefault(_pretrained(run), []).append(run.name)
+        by_file.setdefault(stored_setting(run, "model", "pretrained"), []).append(run.name)
     if set(by_file) == {None}:
         return "**Initialisation.** Every run starts from random weights (from scratch); no encoder is pretrained.\n\n"
     parts = [f"{_describe(path)}: {', '.join(names)}" for path, names in by_file.items() if path]
