@@ -6,6 +6,10 @@ What is timed is what ``make demo`` runs: ``mtlswin.training.train.train`` on ``
 statistics, model build, fit and export are. Each measurement runs in a fresh process at ``--threads``
 threads (one: the demo trains two runs side by side with one thread each).
 
+``--ours-set KEY=VALUE`` (repeatable): config overrides for our runs only (e.g. ``trainer.compile=true``). Before
+the timed runs each code trains every row for two untimed steps, which builds the image cache and fills
+inductor's on-disk cache, as the first run of a model shape does in a demo.
+
 ``--compare SRC``: the same rows with another checkout's code (``SRC/src`` first on ``PYTHONPATH``, its own
 ``configs/demo``), alternating ours and theirs ``--repeats`` times, so that a machine's drift hits both
 alike; the table gives the median of each and the ratio. Nothing else may run on the machine meanwhile.
@@ -81,8 +85,8 @@ def _config(row: str, data: Path, cache: Path, extra: list[str] = ()):
     ])  # fmt: skip
 
 
-def one(row: str, data: Path, epochs: int, threads: int, cache: Path, work: Path) -> dict:
-    """One timed ``train`` of the demo ``row`` in this process (the code on ``sys.path``)."""
+def one(row: str, data: Path, epochs: int, threads: int, cache: Path, work: Path, extra: list[str] = ()) -> dict:
+    """One timed ``train`` of the demo ``row`` in this process (the code on ``sys.path``); ``extra``: overrides."""
     torch.set_num_threads(threads)
     import pandas as pd
 
@@ -90,31 +94,36 @@ def one(row: str, data: Path, epochs: int, threads: int, cache: Path, work: Path
 
     config = _config(row, data, cache, [
         f"output.dir={work / 'runs'}", f"output.name={row}", f"train.epochs={epochs}",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", *extra,
     ])  # fmt: skip
     start = time.perf_counter()
     train(config)
     seconds = time.perf_counter() - start
     log = pd.read_csv(config.run_dir / "logs" / "metrics.csv")
     steps = int(log["step"].max()) + 1
-    auc = log["val/auc"].dropna()
+    auc = log["val/auc"].dropna() if "val/auc" in log else ()  # none in the warm-up (validation off)
     return {"row": row, "seconds": seconds, "steps": steps, "images": steps * config.data.batch_size,
             "val_auc": float(auc.iloc[-1]) if len(auc) else None}  # fmt: skip
 
 
-def _child(row: str, data: Path, epochs: int, threads: int, checkout: Path, cache: Path) -> dict:
-    """:func:`one` in a fresh process running ``checkout``'s code and configs; ``epochs`` 0 only builds the
-    image cache (untimed: in a demo the draw's cache exists before its runs start)."""
+def _child(row: str, data: Path, epochs: int, threads: int, checkout: Path, cache: Path, extra: list[str] = ()) -> dict:
+    """:func:`one` in a fresh process running ``checkout``'s code and configs with the overrides ``extra``; ``epochs``
+    0 trains two untimed steps only (the image cache and inductor's cache, as a demo has them before its runs)."""
     env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "DEMO_ROWS_CONFIGS": str(checkout / "configs" / "demo")}
+    if epochs == 0:
+        epochs, extra = 1, [*extra, "trainer.limit_train_batches=2", "trainer.limit_val_batches=0"]
     with tempfile.TemporaryDirectory(prefix="mtlswin-demo-row-") as tmp:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--one", row, str(data), str(epochs), str(threads),
-               str(cache), tmp]  # fmt: skip
+               str(cache), tmp, *extra]  # fmt: skip
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(data: Path, epochs: int, threads: int, repeats: int, compare: Path | None) -> list[tuple[str, float]]:
-    """Print the demo rows (and the comparison with ``compare``); returns ``(label, img/s)`` rows."""
+def main(
+    data: Path, epochs: int, threads: int, repeats: int, compare: Path | None, ours: list[str] = ()
+) -> list[tuple[str, float]]:
+    """Print the demo rows (and the comparison with ``compare``); ``ours``: overrides of our runs only; returns
+    ``(label, img/s)`` rows."""
     peak = sgemm_gflops(threads)
     print(f"\nfloat32 mm 1024^3 at {threads} thread(s): {peak:.1f} GFLOP/s")
     checkouts = {"ours": REPO} | ({"theirs": compare.resolve()} if compare else {})
@@ -122,12 +131,14 @@ def main(data: Path, epochs: int, threads: int, repeats: int, compare: Path | No
     aucs: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="mtlswin-demo-cache-") as tmp:  # keyed by content: shared by both codes
         cache = Path(tmp)
-        for checkout in checkouts.values():
-            _child(DEMO_ROWS[0], data, 0, threads, checkout, cache)
+        extra = {"ours": list(ours), "theirs": []}
+        for row in DEMO_ROWS:
+            for name, checkout in checkouts.items():
+                _child(row, data, 0, threads, checkout, cache, extra[name])
         for _ in range(repeats):
             for row in DEMO_ROWS:
                 for name, checkout in checkouts.items():  # alternate: ours, theirs, ours, theirs, ...
-                    r = _child(row, data, epochs, threads, checkout, cache)
+                    r = _child(row, data, epochs, threads, checkout, cache, extra[name])
                     rates.setdefault((row, name), []).append(r["images"] / r["seconds"])
                     aucs.setdefault((row, name), []).append(r["val_auc"])
                     print(f"  {row} {name}: {r['steps']} steps in {r['seconds']:.1f} s, {r['images'] / r['seconds']:.0f} img/s,"
@@ -151,10 +162,4 @@ def main(data: Path, epochs: int, threads: int, repeats: int, compare: Path | No
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--one"]:
     row_, data_, epochs_, threads_, cache_, work_ = sys.argv[2:8]
-    if int(epochs_) == 0:
-        from mtlswin.training.train import build_datamodule
-
-        build_datamodule(_config(row_, Path(data_), Path(cache_))).prepare_data()
-        print(json.dumps({"row": row_, "cache": cache_}))
-    else:
-        print(json.dumps(one(row_, Path(data_), int(epochs_), int(threads_), Path(cache_), Path(work_))))
+    print(json.dumps(one(row_, Path(data_), int(epochs_), int(threads_), Path(cache_), Path(work_), sys.argv[8:])))

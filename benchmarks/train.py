@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=2, help="--demo: epochs per timed run")
     p.add_argument("--repeats", type=int, default=3, help="--demo: timed runs per row and code")
     p.add_argument("--compare", default=None, help="--demo: another checkout, measured alternately with ours")
+    p.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="--demo: a config override for our runs only (repeatable), e.g. trainer.compile=true")  # fmt: skip
     args = p.parse_args(argv)
     if args.cpu_smoke:
         args.device, args.img_size, args.batch_size = "cpu", 32, 4
@@ -441,7 +443,7 @@ def main(argv: list[str] | None = None) -> list:
         if not args.data:
             raise SystemExit("--demo needs --data: a folder with a demo phantom's manifest.csv and splits.csv")
         return demo_rows.main(Path(args.data), args.epochs, args.threads or 1, args.repeats,
-                              Path(args.compare) if args.compare else None)  # fmt: skip
+                              Path(args.compare) if args.compare else None, args.ours_set)  # fmt: skip
     logging.getLogger("lightning").setLevel(logging.ERROR)  # keep the table readable
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="lightning")

@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -109,15 +110,48 @@ class MTLModule(pl.LightningModule):
         )
         self.val_f1_macro = MulticlassF1Score(num_classes=2, average="macro")
         self.val_iou = MulticlassJaccardIndex(num_classes=2, average="none")
+        # (compiled forward, the batch shape it serves): set by compile_training_forward; a tuple, so the
+        # compiled wrapper is not registered as a submodule and the state-dict keys stay those of the model
+        self._compiled: tuple[Any, torch.Size | None] | None = None
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         return self.model(image)
+
+    def compile_training_forward(self, backend: str | None = None) -> None:
+        """Run the model's TRAINING forward through ``torch.compile`` (inductor unless ``backend`` names another).
+
+        Only full training batches go through it: the graph is compiled once, for the shape of the first
+        training batch (``dynamic=False``); a smaller batch (an epoch's last) and validation run eagerly, so
+        nothing compiles twice and validation costs no compilation. The loss stays eager (its masked mean has a
+        data-dependent shape). Inductor keeps its compiled code on disk (``TORCHINDUCTOR_CACHE_DIR``), so every
+        seed and later run of the same model shape starts from the cache. If compiling fails (e.g. no C++
+        compiler for inductor), the run warns once and goes on eagerly.
+        """
+        compiled = torch.compile(self.model, dynamic=False, **({"backend": backend} if backend else {}))
+        self._compiled = (compiled, None)
+
+    def _train_forward(self, image: Tensor) -> dict[str, Tensor]:
+        if self._compiled is None:
+            return self.model(image)
+        compiled, shape = self._compiled
+        if shape is not None:
+            return compiled(image) if image.shape == shape else self.model(image)
+        try:  # the first call compiles
+            outputs = compiled(image)
+        except Exception as err:  # any backend failure (no C++ compiler, an op it lacks): go on eagerly
+            rank_zero_warn(
+                f"trainer.compile: compiling the training forward failed, training eagerly instead ({err!r})"
+            )
+            self._compiled = None
+            return self.model(image)
+        self._compiled = (compiled, image.shape)
+        return outputs
 
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
         terms = self.guidance if stage == "train" else ()  # validation is plain
         for term in terms:
             batch = term.prepare(self.model, batch)
-        outputs = self.model(batch["image"])
+        outputs = self._train_forward(batch["image"]) if stage == "train" else self.model(batch["image"])
         total, parts = self.loss_fn(outputs, batch)
         guided: dict[str, Tensor] = {}
         for term in terms:

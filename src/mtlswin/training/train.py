@@ -29,6 +29,7 @@ from mtlswin.config import Config, save_config
 from mtlswin.data.datamodule import CTDataModule
 from mtlswin.io import atomic_path, atomic_write_text, created_dir
 from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
+from mtlswin.training.allocation import keep_freed_memory, unfilled_empty_tensors
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
 from mtlswin.training.datamodule import TrainingData
 from mtlswin.training.denormals import flushed_denormals
@@ -194,13 +195,15 @@ def train(config: Config, resume: bool = False) -> Path:
         module = MTLModule(build_model(config), config.train, stored.to_dict())
         compile_opt = config.trainer.get("compile")
         if compile_opt:  # true: inductor; a string names the torch.compile backend (e.g. "aot_eager")
-            module.model.compile(**({"backend": compile_opt} if isinstance(compile_opt, str) else {}))  # keys unchanged
+            module.compile_training_forward(compile_opt if isinstance(compile_opt, str) else None)
         trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
         if trainer.is_global_zero:
             save_config(stored, run_dir / "config.yaml")
             atomic_write_text(run_dir / DIGEST_FILE, digest + "\n")
         old_log = _take_csv_log(run_dir) if resume and trainer.is_global_zero else None
-        trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
+        keep_freed_memory()  # no page faults for every step's activations (.allocation)
+        with unfilled_empty_tensors():  # the Trainer set deterministic mode, and with it NaN-filled empties
+            trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
         if old_log is not None:
             _merge_csv_log(run_dir, *old_log)
         if trainer.is_global_zero:
