@@ -379,7 +379,7 @@ def end_to_end(
     module = MTLModule(build_model(config), config.train, config.to_dict())
     compile_opt = config.trainer.get("compile")
     if compile_opt:  # as mtlswin.training.train.train does
-        module.model.compile(**({"backend": compile_opt} if isinstance(compile_opt, str) else {}))
+        module.compile_training_forward(compile_opt if isinstance(compile_opt, str) else None)
     timer = step_timer(args.warmup, args.steps, args.device)
     trainer = build_trainer(config, config.run_dir, [data.position, timer])
     trainer.fit(module, datamodule=data)
