@@ -84,6 +84,18 @@ def _simple_rows(text: str, top: int) -> list[tuple[str, float, int, float, floa
     return rows[:top]
 
 
+def _train_settings() -> contextlib.AbstractContextManager:
+    """The settings ``train`` runs its steps under, in the code being profiled: older checkouts have only the
+    subnormal flush (the first round of issue 20) or nothing (before it); profile each as it ran."""
+    for module, name in (("mtlswin.training.train", "training_settings"),
+                         ("mtlswin.training.denormals", "flushed_denormals")):  # fmt: skip
+        try:
+            return getattr(importlib.import_module(module), name)()
+        except (ModuleNotFoundError, AttributeError):
+            continue
+    return contextlib.nullcontext()
+
+
 def op_profile(row: str, args: argparse.Namespace, out: Path) -> str:
     """Top operators by self CPU time over ``--op-steps`` training steps of the module on real batches."""
     from mtlswin.training.module import MTLModule
@@ -112,11 +124,7 @@ def op_profile(row: str, args: argparse.Namespace, out: Path) -> str:
 
     for batch in batches[:2]:  # warm-up
         step(batch)
-    try:  # as `train` runs its steps (the module is absent in code before issue 20: profile that as it ran)
-        flushed = importlib.import_module("mtlswin.training.denormals").flushed_denormals()
-    except ModuleNotFoundError:
-        flushed = contextlib.nullcontext()
-    with flushed:
+    with _train_settings():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for batch in batches[2:]:
                 step(batch)

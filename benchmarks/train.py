@@ -359,7 +359,7 @@ def end_to_end(
     """Images/s of ``--steps`` real training steps of the ``key`` paper config (see the module doc);
     ``device_cache``: with ``data.device_cache: true`` (batches gathered and augmented on the device)."""
     from mtlswin.training.module import MTLModule
-    from mtlswin.training.train import build_datamodule, build_model, build_trainer
+    from mtlswin.training.train import build_datamodule, build_model, build_trainer, training_settings
 
     cache = Path(args.data) / "cache" if args.data else work / "cache"  # keyed by content: safe to share
     overrides = [f"data.manifest={manifest}", f"data.splits={splits}", f"data.cache_dir={cache}",
@@ -377,12 +377,12 @@ def end_to_end(
     data = build_datamodule(config)
     torch.manual_seed(0)
     module = MTLModule(build_model(config), config.train, config.to_dict())
-    compile_opt = config.trainer.get("compile")
-    if compile_opt:  # as mtlswin.training.train.train does
-        module.compile_training_forward(compile_opt if isinstance(compile_opt, str) else None)
+    if config.trainer.get("compile"):  # as mtlswin.training.train.train does
+        module.compile_training_forward(config.trainer["compile"])
     timer = step_timer(args.warmup, args.steps, args.device)
     trainer = build_trainer(config, config.run_dir, [data.position, timer])
-    trainer.fit(module, datamodule=data)
+    with training_settings():  # the settings train() runs its steps under
+        trainer.fit(module, datamodule=data)
     if timer.seconds is None:
         raise RuntimeError(f"{key}: the run stopped before step {total}")
     return args.steps * args.batch_size / timer.seconds

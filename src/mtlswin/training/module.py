@@ -117,8 +117,9 @@ class MTLModule(pl.LightningModule):
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         return self.model(image)
 
-    def compile_training_forward(self, backend: str | None = None) -> None:
-        """Run the model's TRAINING forward through ``torch.compile`` (inductor unless ``backend`` names another).
+    def compile_training_forward(self, option: bool | str = True) -> None:
+        """Run the model's TRAINING forward through ``torch.compile``: ``option`` is ``trainer.compile``, ``True``
+        for inductor or the name of another backend (e.g. ``"aot_eager"``).
 
         Only full training batches go through it: the graph is compiled once, for the shape of the first
         training batch (``dynamic=False``); a smaller batch (an epoch's last) and validation run eagerly, so
@@ -127,7 +128,8 @@ class MTLModule(pl.LightningModule):
         seed and later run of the same model shape starts from the cache. If compiling fails (e.g. no C++
         compiler for inductor), the run warns once and goes on eagerly.
         """
-        compiled = torch.compile(self.model, dynamic=False, **({"backend": backend} if backend else {}))
+        backend = {"backend": option} if isinstance(option, str) else {}
+        compiled = torch.compile(self.model, dynamic=False, **backend)
         self._compiled = (compiled, None)
 
     def _train_forward(self, image: Tensor) -> dict[str, Tensor]:

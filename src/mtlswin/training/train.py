@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -37,7 +39,7 @@ from mtlswin.training.module import MTLModule, default_monitor
 from mtlswin.training.quiet import quiet_lightning
 from mtlswin.training.resume import TrainPosition, last_checkpoint
 
-__all__ = ["build_datamodule", "build_model", "build_trainer", "train"]
+__all__ = ["build_datamodule", "build_model", "build_trainer", "train", "training_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,16 @@ def _check_replicas(module: MTLModule, trainer: pl.Trainer, run_dir: Path) -> No
         atomic_write_text(run_dir / "ddp_sync.json", json.dumps(info))
 
 
+@contextmanager
+def training_settings() -> Iterator[None]:
+    """What a run's steps run under, none of which changes a number: subnormals flushed (1.27x a demo step on a
+    CPU: .denormals), freed memory kept by glibc and new tensors not NaN-filled under deterministic mode
+    (.allocation). Used by :func:`train` and by the benchmarks that time its steps."""
+    keep_freed_memory()
+    with flushed_denormals(), unfilled_empty_tensors():
+        yield
+
+
 @quiet_lightning()
 def train(config: Config, resume: bool = False) -> Path:
     """Train (or resume) the run of ``config``; returns the run folder (Lightning's noise silenced: :mod:`.quiet`)."""
@@ -187,23 +199,20 @@ def train(config: Config, resume: bool = False) -> Path:
     data = build_datamodule(config)  # checks the data files first
     pl.seed_everything(config.train.seed, workers=True)
     # A fresh run that fails before its first checkpoint removes the folder it created (none is left half-made);
-    # once last.ckpt exists the folder stays, to be resumed. Subnormals are flushed (1.27x on a CPU: .denormals).
-    with created_dir(run_dir, keep=last_ckpt.is_file), flushed_denormals():
+    # once last.ckpt exists the folder stays, to be resumed.
+    with created_dir(run_dir, keep=last_ckpt.is_file), training_settings():
         digest = config_digest(config)  # of the config as asked for: what `reproduce` compares before training
         resolve_input_norm(config, data)
         stored = stored_config(config)
         module = MTLModule(build_model(config), config.train, stored.to_dict())
-        compile_opt = config.trainer.get("compile")
-        if compile_opt:  # true: inductor; a string names the torch.compile backend (e.g. "aot_eager")
-            module.compile_training_forward(compile_opt if isinstance(compile_opt, str) else None)
+        if config.trainer.get("compile"):
+            module.compile_training_forward(config.trainer["compile"])
         trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
         if trainer.is_global_zero:
             save_config(stored, run_dir / "config.yaml")
             atomic_write_text(run_dir / DIGEST_FILE, digest + "\n")
         old_log = _take_csv_log(run_dir) if resume and trainer.is_global_zero else None
-        keep_freed_memory()  # no page faults for every step's activations (.allocation)
-        with unfilled_empty_tensors():  # the Trainer set deterministic mode, and with it NaN-filled empties
-            trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
+        trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
         if old_log is not None:
             _merge_csv_log(run_dir, *old_log)
         if trainer.is_global_zero:
