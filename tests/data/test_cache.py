@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -79,9 +82,50 @@ def test_interrupted_build_is_never_used(tiny_data, tmp_path, monkeypatch):
     assert c.path == tmp_path / key and c.image(0).shape == (32, 32)
 
 
-def test_concurrent_builder_keeps_the_first_cache(tiny_data, tmp_path, monkeypatch):
-    """Two processes (e.g. DDP ranks) build the same cache at once: the one finishing second keeps the first's."""
+def test_a_second_opener_waits_for_the_build_and_reuses_it(tiny_data, tmp_path, monkeypatch):
+    """Two runs open a cache nobody has built yet (reproduce trains two runs of a draw side by side; DDP ranks):
+    the second waits for the first's build and opens it. It neither decodes again nor replaces the cache the first
+    is reading (before the lock, it could delete it: "No such file ... rows.npy")."""
     m = read_manifest(tiny_data.manifest)
+    real, calls, release = cache_mod._write, [], threading.Event()
+
+    def slow_first_write(*args):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            assert release.wait(30)
+        real(*args)
+
+    monkeypatch.setattr(cache_mod, "_write", slow_first_write)
+    caches, errors = {}, []
+
+    def open_cache(name):
+        try:
+            caches[name] = build_cache(m, tmp_path, size=32)
+            caches[name].image(5)
+        except Exception as err:  # reported by the assertion below
+            errors.append(err)
+
+    first = threading.Thread(target=open_cache, args=("first",), name="first")
+    first.start()
+    while not calls:
+        time.sleep(0.01)
+    second = threading.Thread(target=open_cache, args=("second",), name="second")
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and calls == ["first"]  # the second waits on the lock instead of decoding
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert not errors and calls == ["first"]
+    assert caches["first"].path == caches["second"].path
+    np.testing.assert_array_equal(caches["first"].image(5), caches["second"].image(5))
+
+
+def test_concurrent_builder_keeps_the_first_cache(tiny_data, tmp_path, monkeypatch):
+    """Where the lock does not hold (some network file systems shared by nodes) two processes can build the same
+    cache at once: the one finishing second keeps the first's instead of replacing it."""
+    m = read_manifest(tiny_data.manifest)
+    monkeypatch.setattr(cache_mod, "FileLock", lambda path: contextlib.nullcontext())
     real = cache_mod._write
     other = {}
 

@@ -13,7 +13,8 @@ every (image, mask) path with its file CONTENT hash, so a changed file or settin
 and a fresh build. Content hashes are memoised in ``CACHE_DIR/hashes.json`` by (size, mtime) so
 re-opening a cache does not re-read every file; a file whose size or mtime changed is hashed again.
 A build writes into ``CACHE_DIR/.tmp-<key>-<random>/`` and ``os.replace``-s it into place at the end,
-so an interrupted build is never used (a leftover ``.tmp-*`` folder is ignored).
+so an interrupted build is never used (a leftover ``.tmp-*`` folder is ignored). Builds of one key take turns
+through the lock file ``CACHE_DIR/.<key>.lock``: a process that opens a cache another is building waits for it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from mtlswin.data.manifest import Manifest
 from mtlswin.data.readers import Window, load_mask, load_slice, split_slice
@@ -246,20 +248,26 @@ def build_cache(
     key = cache_key(manifest, size, dtype, window, memo)
     memo.save()
     final = cache_dir / key
-    if (final / "index.json").is_file() and not force:
-        return SliceCache(final)
-    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{key}-"))
-    try:
-        _write(tmp, manifest, settings, key, num_workers)
+    # One build per key at a time: reproduce trains two runs of a draw side by side and both open its cache, and
+    # DDP ranks open it together. The second waits for the lock and then finds the first's cache. Without the
+    # lock, a process that finished second could delete the cache the first had just moved in and was reading.
+    with FileLock(cache_dir / f".{key}.lock"):
         if (final / "index.json").is_file() and not force:
-            return SliceCache(final)  # another process (e.g. another DDP rank) finished first: keep its cache
-        if final.exists():
-            shutil.rmtree(final)  # forced rebuild, or a folder left without index.json
+            return SliceCache(final)
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{key}-"))
         try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / "index.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            _write(tmp, manifest, settings, key, num_workers)
+            if (final / "index.json").is_file() and not force:
+                # another process finished first without the lock (a file system where it does not hold, such as
+                # some network mounts shared by nodes): keep its cache, never delete a complete one
+                return SliceCache(final)
+            if final.exists():
+                shutil.rmtree(final)  # forced rebuild, or a folder left without index.json
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not (final / "index.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return SliceCache(final)
