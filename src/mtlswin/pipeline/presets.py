@@ -120,7 +120,7 @@ PRESETS: dict[str, Preset] = {
         phantom="demo",
         description="CPU, the alternatives a reviewer asks for (RRR, CAM alignment, segmentation for classification, "
         "GroupDRO, DFR) beside Swin and MTL-Swin-Unet (cls+seg), seeds 0-2, one phantom draw per seed with a trap "
-        "test set, the demo's recipe",
+        "test set, the demo's recipe (53.1 min measured on 2 cores)",
         phantom_options=METHODS_PHANTOM,
         split_options=DEMO_SPLITS,
         draw_per_seed=True,
