@@ -134,7 +134,8 @@ PRESETS: dict[str, Preset] = {
         seeds=(0, 1, 2),
         phantom="demo",
         description="CPU, Saab et al.'s axis: MTL-Swin-Unet (cls+seg) and RRR with masks on 100%, 30% and 10% of the "
-        "training slices that have one (whole patients), seeds 0-2, one phantom draw per seed with a trap test set",
+        "training slices that have one (whole patients), seeds 0-2, one phantom draw per seed with a trap test set "
+        "(53.7 min measured on 2 cores)",
         phantom_options=METHODS_PHANTOM,
         split_options=DEMO_SPLITS,
         draw_per_seed=True,
