@@ -377,8 +377,7 @@ def end_to_end(
     data = build_datamodule(config)
     torch.manual_seed(0)
     module = MTLModule(build_model(config), config.train, config.to_dict())
-    if config.trainer.get("compile"):  # as mtlswin.training.train.train does
-        module.compile_training_forward(config.trainer["compile"])
+    module.compile_training_forward(config.trainer.get("compile"))  # as mtlswin.training.train.train does
     timer = step_timer(args.warmup, args.steps, args.device)
     trainer = build_trainer(config, config.run_dir, [data.position, timer])
     with training_settings():  # the settings train() runs its steps under

@@ -107,8 +107,9 @@ def test_a_second_opener_waits_for_the_build_and_reuses_it(tiny_data, tmp_path, 
 
     first = threading.Thread(target=open_cache, args=("first",), name="first")
     first.start()
-    while not calls:
+    while not calls and first.is_alive():
         time.sleep(0.01)
+    assert calls == ["first"], errors
     second = threading.Thread(target=open_cache, args=("second",), name="second")
     second.start()
     second.join(0.5)

@@ -248,18 +248,22 @@ def build_cache(
     key = cache_key(manifest, size, dtype, window, memo)
     memo.save()
     final = cache_dir / key
-    if (final / "index.json").is_file() and not force:
+
+    def reusable() -> bool:  # a complete cache is in place and no rebuild was asked for
+        return not force and (final / "index.json").is_file()
+
+    if reusable():
         return SliceCache(final)  # built: opened without the lock, so no lock file is written
     # One build per key at a time: reproduce trains two runs of a draw side by side and both open its cache, and
     # DDP ranks open it together. The second waits for the lock and then finds the first's cache. Without the
     # lock, a process that finished second could delete the cache the first had just moved in and was reading.
     with FileLock(cache_dir / f".{key}.lock"):
-        if (final / "index.json").is_file() and not force:
+        if reusable():
             return SliceCache(final)  # built by the process we waited for
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{key}-"))
         try:
             _write(tmp, manifest, settings, key, num_workers)
-            if (final / "index.json").is_file() and not force:
+            if reusable():
                 # another process finished first without the lock (a file system where it does not hold, such as
                 # some network mounts shared by nodes): keep its cache, never delete a complete one
                 return SliceCache(final)

@@ -117,9 +117,10 @@ class MTLModule(pl.LightningModule):
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         return self.model(image)
 
-    def compile_training_forward(self, option: bool | str = True) -> None:
+    def compile_training_forward(self, option: bool | str | None = True) -> None:
         """Run the model's TRAINING forward through ``torch.compile``: ``option`` is ``trainer.compile``, ``True``
-        for inductor or the name of another backend (e.g. ``"aot_eager"``).
+        for inductor or the name of another backend (e.g. ``"aot_eager"``); a false or empty value leaves the
+        model eager.
 
         Only full training batches go through it: the graph is compiled once, for the shape of the first
         training batch (``dynamic=False``); a smaller batch (an epoch's last) and validation run eagerly, so
@@ -128,6 +129,8 @@ class MTLModule(pl.LightningModule):
         seed and later run of the same model shape starts from the cache. If compiling fails (e.g. no C++
         compiler for inductor), the run warns once and goes on eagerly.
         """
+        if not option:
+            return
         backend = {"backend": option} if isinstance(option, str) else {}
         compiled = torch.compile(self.model, dynamic=False, **backend)
         self._compiled = (compiled, None)

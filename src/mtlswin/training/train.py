@@ -205,8 +205,7 @@ def train(config: Config, resume: bool = False) -> Path:
         resolve_input_norm(config, data)
         stored = stored_config(config)
         module = MTLModule(build_model(config), config.train, stored.to_dict())
-        if config.trainer.get("compile"):
-            module.compile_training_forward(config.trainer["compile"])
+        module.compile_training_forward(config.trainer.get("compile"))
         trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
         if trainer.is_global_zero:
             save_config(stored, run_dir / "config.yaml")
