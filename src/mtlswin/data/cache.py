@@ -126,10 +126,14 @@ class SliceCache:
         """Windowed slice of manifest row ``index`` as float32 ``(S, S)`` in [0, 1]."""
         if self._images is None:
             self._open()
-        arr = self._images[self.row_of[int(index)]]
-        if arr.dtype == np.uint8:
-            return arr.astype(np.float32) * np.float32(1 / 255)
-        return arr.astype(np.float32)
+        return self.as_float(self._images[self.row_of[int(index)]])
+
+    @staticmethod
+    def as_float(stored: np.ndarray) -> np.ndarray:
+        """Stored slices (any shape) -> float32 in [0, 1]: uint8 scaled by 1/255, float16 widened."""
+        if stored.dtype == np.uint8:
+            return stored.astype(np.float32) * np.float32(1 / 255)
+        return stored.astype(np.float32)
 
     def stored(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(images, masks, has_mask)`` of manifest rows ``indices`` as stored (``(N, S, S)`` uint8 or float16,

@@ -22,7 +22,7 @@ import pandas as pd
 from torch.utils.data import DataLoader
 
 from mtlswin.data.cache import SliceCache, build_cache, find_cache
-from mtlswin.data.dataset import SliceDataset, collate_slices
+from mtlswin.data.dataset import BatchedSlices, SliceDataset, collate_slices
 from mtlswin.data.manifest import Manifest, read_manifest, write_skipped
 from mtlswin.data.mask_budget import kept_masks
 from mtlswin.data.readers import Window
@@ -175,7 +175,7 @@ class CTDataModule(L.LightningDataModule):
 
     def _loader(self, ds: SliceDataset, batch_size: int, sampler: ResumableSampler) -> DataLoader:
         return DataLoader(
-            ds,
+            BatchedSlices(ds),
             batch_size=batch_size,
             sampler=sampler,
             num_workers=self.num_workers,

@@ -86,14 +86,19 @@ def apply_params(image: torch.Tensor, mask: torch.Tensor, params: AugmentParams)
     Rotation is counter-clockwise by ``angle`` degrees about the image centre (bilinear for the image,
     nearest for the mask), with zero fill.
     """
-    img, msk = image[0].numpy(), mask.numpy()
+    img, msk = augment_arrays(image[0].numpy(), mask.numpy(), params)
+    return torch.from_numpy(np.ascontiguousarray(img))[None], torch.from_numpy(np.ascontiguousarray(msk))
+
+
+def augment_arrays(img: np.ndarray, msk: np.ndarray, params: AugmentParams) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`apply_params` on ``(H, W)`` arrays; the results may be views of the inputs (not contiguous)."""
     if params.rot90_flip:
         img, msk = np.rot90(img, params.k), np.rot90(msk, params.k)
         img, msk = np.flip(img, params.flip_axis), np.flip(msk, params.flip_axis)
     if params.rotate and params.angle != 0:
         img = _rotate(img, params.angle, params.nearest_image)
         msk = _rotate(msk, params.angle, nearest=True)
-    return torch.from_numpy(np.ascontiguousarray(img))[None], torch.from_numpy(np.ascontiguousarray(msk))
+    return img, msk
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

@@ -27,7 +27,7 @@ __all__ = ["cue_metrics", "twin_loader"]
 def twin_loader(dm: Any, split: str) -> DataLoader | None:
     """A loader over the twins of ``split``'s slices (same row index as the slices), or None without twins."""
     from mtlswin.data.cache import build_cache
-    from mtlswin.data.dataset import SliceDataset, collate_slices
+    from mtlswin.data.dataset import BatchedSlices, SliceDataset, collate_slices
 
     dm.setup()
     rows = dm.manifest.twin_rows(dm.indices(split))
@@ -38,7 +38,9 @@ def twin_loader(dm: Any, split: str) -> DataLoader | None:
     if dm.cache_dir is not None:
         cache = build_cache(twins, dm.cache_dir, dm.img_size, dm.cache_dtype, dm.window, dm.num_workers)
     dataset = SliceDataset(twins, rows, img_size=dm.img_size, augment="none", window=dm.window, cache=cache)
-    return DataLoader(dataset, batch_size=dm.eval_batch_size, shuffle=False, num_workers=0, collate_fn=collate_slices)
+    return DataLoader(
+        BatchedSlices(dataset), batch_size=dm.eval_batch_size, shuffle=False, num_workers=0, collate_fn=collate_slices
+    )
 
 
 def cue_metrics(table: pd.DataFrame, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
