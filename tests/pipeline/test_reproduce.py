@@ -92,6 +92,8 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
     assert (
         second.count("skipped (valid output exists)") == 2 + 4 + 4 + 1 + 1
     )  # data, splits, train, eval, audit, claims
+    times = (out / "report.md").read_text().split("## Time per stage")[1]  # reused stages are not shown as 0.0 s
+    assert times.count("| skipped (its output existed) |") == 12 and times.count("| 0.0 |") == 1  # the total
 
 
 def test_joint_swin_tiny_brings_its_own_swin_t_segmentation_run():
@@ -162,3 +164,19 @@ def test_mask_budget_preset_shares_the_draws_and_plots_auc_against_the_budget(tm
     assert table["auc_trap"].notna().all()
     with Image.open(out / "mask_budget.png") as im:
         assert im.format == "PNG" and min(im.size) > 100
+
+
+def test_the_time_table_names_the_stages_a_rerun_found_done():
+    from mtlswin.pipeline.stages import Progress, time_table
+
+    lines: list[str] = []
+    progress = Progress(lines.append)
+    progress.stage("data", lambda: True, lambda: None)
+    made: list[int] = []
+    progress.stage("train", lambda: bool(made), lambda: made.append(1))
+    assert progress.skipped == {"data"} and set(progress.timings) == {"data", "train"}
+    assert lines[0] == "[1] data: skipped (valid output exists)" and lines[-1].startswith("[2] train: done in")
+    table = time_table({"data": 0.0, "train": 12.34, "audit": 0.0}, progress.skipped).splitlines()
+    assert table[:4] == ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
+    assert table[4:] == ["| data | skipped (its output existed) |", "| train | 12.3 |", "| audit | 0.0 |",
+                         "| total | 12.3 |"]  # fmt: skip

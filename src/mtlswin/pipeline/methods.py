@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pandas as pd
 
 from mtlswin.io import atomic_path, atomic_write_text
 from mtlswin.pipeline.claims import row_of, seed_of
+from mtlswin.pipeline.stages import time_table
 from mtlswin.training.learned import run_learning_failure
 from mtlswin.training.report import fmt_mean_sd
 
@@ -129,7 +131,9 @@ def methods_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_budget_report(out: Path, preset: Any, experiments: dict[float, Any], timings: dict[str, float]) -> Path:
+def write_budget_report(
+    out: Path, preset: Any, experiments: dict[float, Any], timings: dict[str, float], skipped: Collection[str] = ()
+) -> Path:
     """``out/mask_budget.csv``, ``out/mask_budget.png`` (test-B and test-trap AUC against the budget) and
     ``out/report.md``."""
     frames = [methods_table(exp.runs).assign(budget=budget) for budget, exp in experiments.items()]
@@ -159,7 +163,5 @@ def write_budget_report(out: Path, preset: Any, experiments: dict[float, Any], t
         lines.append(f"| {budget:g} | `{row}` | {len(part)} | {failed} | {cells} |")
     lines += ["", "Each budget's own report: " + ", ".join(
         f"[{b:g}]({Path(e.out).relative_to(out)}/report.md)" for b, e in experiments.items())]  # fmt: skip
-    lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()] + [f"| total | {sum(timings.values()):.1f} |"]
-    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n\n" + time_table(timings, skipped))
     return out / "report.md"

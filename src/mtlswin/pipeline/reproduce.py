@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -54,7 +54,7 @@ from mtlswin.pipeline.presets import (
     get_preset,
     ordered_rows,
 )
-from mtlswin.pipeline.stages import Progress
+from mtlswin.pipeline.stages import Progress, time_table
 
 AUDIT_SPLIT = "test_a"
 
@@ -175,13 +175,18 @@ def _claims(out: Path, runs: list[Path], audit: Path, claims: tuple = CLAIMS) ->
 
 
 def _write_report(
-    out: Path, preset: Preset, runs: list[Path], audit: Path, timings: dict[str, float], protocol: str = ""
+    out: Path,
+    preset: Preset,
+    runs: list[Path],
+    audit: Path,
+    timings: dict[str, float],
+    protocol: str = "",
+    skipped: Collection[str] = (),
 ) -> Path:
     from mtlswin.io import atomic_write_text
     from mtlswin.training.report import write_report
 
     report = write_report(runs, out, audit=audit if (audit / "audit.md").is_file() else None)
-    total = sum(timings.values())
     text = report.read_text()
     head = (
         f"# mtlswin reproduce: preset `{preset.name}`\n\n{preset.description}.\n\n"
@@ -207,8 +212,7 @@ def _write_report(
         "from tiny models trained for minutes on a CPU, so the two are not comparable number for number; "
         "compare the ordering of the rows, not the values.\n\n" + PAPER_TABLE1_MD
     )
-    text += "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n"
-    text += "".join(f"| {k} | {v:.1f} |\n" for k, v in timings.items()) + f"| total | {total:.1f} |\n"
+    text += "\n" + time_table(timings, skipped)
     atomic_write_text(report, text)
     return report
 
@@ -380,7 +384,7 @@ def reproduce(
                               phantom_seed)  # fmt: skip
             _write_report(sub, preset, exp.runs, exp.audit, {}, protocol_text(preset, exp.data, "hypodensity"))
             experiments[strength] = exp
-        report = write_sweep_report(out, preset, experiments, progress.timings)
+        report = write_sweep_report(out, preset, experiments, progress.timings, progress.skipped)
     elif preset.mask_budgets:
         from mtlswin.pipeline.methods import write_budget_report
 
@@ -392,11 +396,11 @@ def reproduce(
                               progress, log, None, jobs, phantom_seed, data_root=out, label=f"masks {budget:g}")  # fmt: skip
             _write_report(sub, preset, exp.runs, exp.audit, {}, protocol_text(preset, exp.data, "hypodensity"))
             experiments[budget] = exp
-        report = write_budget_report(out, preset, experiments, progress.timings)
+        report = write_budget_report(out, preset, experiments, progress.timings, progress.skipped)
     else:
         exp = _experiment(preset, out, manifest, seeds, rows, overrides, slices, progress, log, jobs=jobs,
                           phantom_seed=phantom_seed)  # fmt: skip
         protocol = protocol_text(preset, exp.data, "hypodensity")
-        report = _write_report(out, preset, exp.runs, exp.audit, progress.timings, protocol)
+        report = _write_report(out, preset, exp.runs, exp.audit, progress.timings, protocol, progress.skipped)
     log(f"report: {report}  (total {sum(progress.timings.values()) / 60:.1f} min)")
     return report

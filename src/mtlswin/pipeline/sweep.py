@@ -11,6 +11,7 @@ scanners), which is a finding in itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mtlswin.pipeline.claims import row_of
+from mtlswin.pipeline.stages import time_table
 
 __all__ = ["plot_sweep", "sweep_table", "write_sweep_report"]
 
@@ -68,7 +70,9 @@ def plot_sweep(table: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_sweep_report(out: Path, preset: Any, experiments: dict[float, Any], timings: dict[str, float]) -> Path:
+def write_sweep_report(
+    out: Path, preset: Any, experiments: dict[float, Any], timings: dict[str, float], skipped: Collection[str] = ()
+) -> Path:
     """``out/sweep.csv``, ``out/shortcut_sweep.png`` and ``out/report.md`` (links to each strength's report)."""
     table = sweep_table(experiments)
     table.to_csv(out / "sweep.csv", index=False)
@@ -97,8 +101,5 @@ def write_sweep_report(out: Path, preset: Any, experiments: dict[float, Any], ti
                     drop = (f": Swin's drop {r['estimate']:+.3f}, patient-only interval [{r['patient_low']:+.3f}, "
                             f"{r['patient_high']:+.3f}] (one seed: no verdict)")  # fmt: skip
         lines.append(f"- strength {strength:g}: [{rel}/report.md]({rel}/report.md){drop}")
-    total = sum(timings.values())
-    lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()] + [f"| total | {total:.1f} |"]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "report.md").write_text("\n".join(lines) + "\n\n" + time_table(timings, skipped))
     return out / "report.md"
