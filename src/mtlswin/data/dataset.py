@@ -105,11 +105,22 @@ class SliceDataset(Dataset):
             mask = load_mask(self.mask_paths[i]) if has_mask else np.zeros(image.shape, np.uint8)
             if mask.shape != image.shape:
                 raise ValueError(f"{self.mask_paths[i]}: mask size {mask.shape} differs from image size {image.shape}")
-        if self.mask_hidden[i]:  # mask budget: this mask is unknown, as if the row had none
-            has_mask, mask = False, np.zeros(image.shape, np.uint8)
+        mask, has_mask = self._given_masks(mask, np.bool_(has_mask), self.mask_hidden[i])
+        return image, mask, bool(has_mask)
+
+    def _given_masks(
+        self, masks: np.ndarray, has_mask: np.ndarray, hidden: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Masks and ``has_mask`` as items carry them, for one slice ``(H, W)`` or a batch ``(N, H, W)``: a mask the
+        mask budget hides (``hidden``) is unknown, all zeros and marked absent, as if the row had none; then
+        binarised, or clipped to uint8 with ``binary_mask=False``."""
+        hidden = np.asarray(hidden, dtype=bool)
+        if hidden.any():
+            masks = np.where(hidden[..., None, None], 0, masks)
+        has_mask = has_mask & ~hidden
         if self.binary_mask:
-            return image, (mask > 0).view(np.uint8), has_mask
-        return image, np.clip(mask, 0, 255).astype(np.uint8, copy=False), has_mask
+            return (masks > 0).view(np.uint8), has_mask
+        return np.clip(masks, 0, 255).astype(np.uint8, copy=False), has_mask
 
     def __getitem__(self, i: int) -> dict:
         idx = int(self.indices[i])
@@ -143,11 +154,7 @@ class SliceDataset(Dataset):
         pos = np.asarray(positions, dtype=np.int64)
         idx = self.indices[pos]
         stored, masks, has_mask = self.cache.stored(idx)
-        hidden = self.mask_hidden[pos]
-        masks[hidden] = 0
-        has_mask &= ~hidden
-        if self.binary_mask:
-            masks = (masks > 0).view(np.uint8)
+        masks, has_mask = self._given_masks(masks, has_mask, self.mask_hidden[pos])
         size = stored.shape[1:]
         image = _batch_tensor((len(pos), 1, *size), torch.float32)
         images = image.numpy()[:, 0]
