@@ -163,3 +163,44 @@ def test_building_the_cache_leaves_the_global_rng_alone(tiny_data, tmp_path):
     assert torch.equal(torch.get_rng_state(), state)
     build_cache(m, tmp_path, size=32)  # found built
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def _key_row_at_a_time(manifest, size, dtype="uint8", window=(40, 80)):
+    """The cache key as it was computed before it read the path columns at once: a row at a time from the
+    table, each file hashed. Existing caches are found by this key, so it must not change."""
+    import hashlib
+    import json
+
+    from mtlswin.data.manifest import resolve
+
+    h = hashlib.blake2b(digest_size=12)
+    h.update(json.dumps(cache_mod._settings(size, dtype, window), sort_keys=True).encode())
+    for idx in manifest.table.index:
+        image, mask = manifest.table.at[idx, "image"], manifest.table.at[idx, "mask"]
+        for path in (resolve(manifest.root, image), resolve(manifest.root, mask) if mask else None):
+            if path is None:
+                h.update(b"|-")
+                continue
+            h.update(f"|{int(idx)}|{path}|{cache_mod._file_hash(cache_mod.split_slice(path)[0])}".encode())
+    return h.hexdigest()
+
+
+def test_the_cache_key_is_unchanged_and_memo_keys_are_real_paths(tiny_data, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(tiny_data.root, root)
+    (root / "linked").symlink_to(root / "images", target_is_directory=True)  # a folder reached through a link
+    (root / "images" / "alias.png").symlink_to(root / "images" / "00005.png")  # a file that is a link
+    table = read_manifest(root / "manifest.csv").table
+    table = table.astype({"hospital": str, "cue": str})
+    table.loc[3, "image"] = "linked/00003.png"
+    table.loc[6, "image"] = "images/alias.png"
+    table.to_csv(root / "manifest.csv", index=False)
+    m = read_manifest(root / "manifest.csv")
+    memo = cache_mod._HashMemo(tmp_path / "c")
+    assert cache_mod.cache_key(m, 32, memo=memo) == _key_row_at_a_time(m, 32)
+    assert cache_mod.cache_key(m, 32) == _key_row_at_a_time(m, 32)
+    assert cache_mod.cache_key(m, 32, window=(50, 100)) != _key_row_at_a_time(m, 32)  # the check can fail
+    files = {cache_mod.split_slice(p)[0] for p in m.image_paths() + m.mask_paths() if p}
+    assert sorted(memo.data) == sorted({str(f.resolve()) for f in files})  # as Path.resolve() keyed it
+    assert str(root / "images" / "00003.png") in memo.data and str(root / "images" / "00005.png") in memo.data
+    assert not any("linked" in k or "alias" in k for k in memo.data)

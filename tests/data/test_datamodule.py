@@ -108,6 +108,30 @@ def test_cache_gives_same_batches(tiny_data, tmp_path):
     assert torch.equal(plain["mask"], cached["mask"]) and torch.equal(plain["has_mask"], cached["has_mask"])
 
 
+@pytest.mark.parametrize("order", ["prepare_then_setup", "setup_then_prepare"])
+def test_a_process_reads_the_manifest_and_finds_its_cache_once(tiny_data, tmp_path, monkeypatch, order):
+    """``prepare_data`` and ``setup`` in one process (``train`` calls ``setup`` first, for the input
+    statistics; Lightning then calls both) read the manifest and hash its files once, and set up the same
+    cache as a module that only ran ``setup``."""
+    from mtlswin.data import datamodule as dm_mod
+
+    cache_dir = tmp_path / "cache"
+    _dm(tiny_data, cache_dir=cache_dir)  # built once, so that both orders find it
+    reads = []
+    real_find = dm_mod.find_cache
+    monkeypatch.setattr(dm_mod, "find_cache", lambda *a, **k: (reads.append(1), real_find(*a, **k))[1])
+    dm = CTDataModule(tiny_data.manifest, tiny_data.splits, img_size=32, batch_size=8, cache_dir=cache_dir)
+    calls = [dm.prepare_data, dm.setup] if order == "prepare_then_setup" else [dm.setup, dm.prepare_data]
+    for call in calls:
+        call()
+    dm.setup()
+    assert len(reads) == 1
+    fresh = _dm(tiny_data, cache_dir=cache_dir)
+    assert dm.cache is not None and dm.cache.path == fresh.cache.path
+    assert dm.indices("train") == fresh.indices("train") and dm.manifest.table.equals(fresh.manifest.table)
+    assert dm._prepared is None  # setup let go of prepare_data's read
+
+
 def test_tiny_data_is_learnable(tiny_data):
     """A linear model on pixels beats the majority class on held-out slices."""
     from sklearn.linear_model import LogisticRegression

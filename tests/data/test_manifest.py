@@ -124,3 +124,26 @@ def test_all_problems_in_one_report_and_skip(copy, tmp_path):
 def test_bad_on_bad_row_value(tiny_data):
     with pytest.raises(ValueError, match="on_bad_row must be 'error' or 'skip', got 'ignore'"):
         read_manifest(tiny_data.manifest, on_bad_row="ignore")
+
+
+def test_the_path_columns_resolve_against_the_manifest_folder(copy):
+    """``image_paths`` / ``mask_paths`` (what the cache key, the datasets and the cache build read) and the
+    one-row ``image_path`` / ``mask_path``: relative paths under the manifest's folder, absolute paths as they
+    are, a ``#k`` slice suffix kept, None for an empty mask or a manifest without a mask column; every row in
+    order, or the rows asked for, in their order."""
+    root, table = copy
+    table.at[1, "image"] = f"{root / table.at[1, 'image']}"  # absolute
+    table.at[2, "image"] = table.at[2, "image"] + "#3"  # a slice of a volume (the path is only resolved here)
+    m = read_manifest(_write(root, table), check_files=False)
+    images = [v if v.startswith("/") else str(root / v) for v in table["image"]]
+    images[2] = f"{root / table.at[2, 'image'][:-2]}#3"
+    masks = [str(root / v) if v else None for v in table["mask"]]
+    assert masks.count(None) > 0 and len(masks) - masks.count(None) > 0
+    assert m.image_paths() == images and m.mask_paths() == masks
+    subset = [40, 2, 1, 7, 7]
+    assert m.image_paths(subset) == [images[i] for i in subset] and m.mask_paths(subset) == [masks[i] for i in subset]
+    assert [m.image_path(i) for i in subset] == [images[i] for i in subset]
+    assert [m.mask_path(i) for i in range(len(table))] == masks
+    bare = read_manifest(_write(root, table.drop(columns="mask")), check_files=False)
+    assert bare.mask_paths() == [None] * len(table) and bare.mask_paths(subset) == [None] * 5
+    assert bare.mask_path(3) is None

@@ -57,10 +57,21 @@ class _HashMemo:
         except (OSError, ValueError):
             self.data = {}
         self.dirty = False
+        self._real_dirs: dict[str, str] = {}
+
+    def _real_path(self, file: Path) -> str:
+        """``str(file.resolve())``, resolving each folder once: a manifest's thousands of files sit in a few
+        folders, and resolving every path again costs a system call per path component."""
+        if file.is_symlink():
+            return str(file.resolve())
+        folder = str(file.parent)
+        if folder not in self._real_dirs:
+            self._real_dirs[folder] = str(file.parent.resolve())
+        return os.path.join(self._real_dirs[folder], file.name)
 
     def get(self, file: Path) -> str:
         st = file.stat()
-        key = str(file.resolve())
+        key = self._real_path(file)
         entry = self.data.get(key)
         if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
             return entry[2]
@@ -88,8 +99,8 @@ def cache_key(manifest: Manifest, size: int, dtype: str = "uint8", window: Windo
     h = hashlib.blake2b(digest_size=12)
     h.update(json.dumps(_settings(size, dtype, window), sort_keys=True).encode())
     files: dict[Path, str] = {}
-    for idx in manifest.table.index:
-        for path in (manifest.image_path(idx), manifest.mask_path(idx)):
+    for idx, image, mask in zip(manifest.table.index, manifest.image_paths(), manifest.mask_paths()):
+        for path in (image, mask):
             if path is None:
                 h.update(b"|-")
                 continue
@@ -165,17 +176,16 @@ class _Decode(torch.utils.data.Dataset):
     """Decode + window + resize one manifest row (run by DataLoader workers during a build)."""
 
     def __init__(self, manifest: Manifest, size: int, window: Window):
-        self.manifest, self.size, self.window = manifest, size, window
-        self.rows = manifest.table.index.to_numpy()
+        self.size, self.window = size, window
+        self.images, self.masks = manifest.image_paths(), manifest.mask_paths()
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.images)
 
     def __getitem__(self, i: int):
-        idx = int(self.rows[i])
-        full = load_slice(self.manifest.image_path(idx), self.window)
+        full = load_slice(self.images[i], self.window)
         image = resize_image(full, self.size)
-        mask_path = self.manifest.mask_path(idx)
+        mask_path = self.masks[i]
         if mask_path is None:
             return i, image, np.zeros((self.size, self.size), np.uint8), False
         mask = load_mask(mask_path)

@@ -86,6 +86,7 @@ class CTDataModule(L.LightningDataModule):
         self.cache: SliceCache | None = None
         self.train_sampler: ResumableSampler | None = None
         self._datasets: dict[tuple[str, bool], SliceDataset] = {}
+        self._prepared: tuple[Manifest, SliceCache | None] | None = None  # prepare_data's read, for setup
 
     def _read(self) -> tuple[Manifest, SliceCache | None]:
         """The validated manifest and its cache (built if missing).
@@ -106,14 +107,17 @@ class CTDataModule(L.LightningDataModule):
         return manifest, cache
 
     def prepare_data(self) -> None:
-        """Build the cache once (Lightning calls this on one process only); ``setup`` then opens it."""
-        if self.cache_dir is not None:
-            self._read()
+        """Build the cache once (Lightning calls this on one process only); ``setup`` then opens it. In the
+        process that prepared, ``setup`` takes what this read instead of reading it again, and once ``setup``
+        has read (and built) it there is nothing left to prepare."""
+        if self.cache_dir is not None and self.manifest is None and self._prepared is None:
+            self._prepared = self._read()
 
     def setup(self, stage: str | None = None) -> None:
         if self.manifest is not None:
             return
-        self.manifest, self.cache = self._read()
+        self.manifest, self.cache = self._prepared or self._read()
+        self._prepared = None
         self.splits = read_splits(self.splits_path, self.manifest.table)
         check_splits(self.manifest.table, self.splits)
 
@@ -135,7 +139,7 @@ class CTDataModule(L.LightningDataModule):
         if split != "train" or self.mask_fraction >= 1.0:
             return []
         rows = self.indices(split)
-        has_mask = [self.manifest.mask_path(i) is not None for i in rows]
+        has_mask = [path is not None for path in self.manifest.mask_paths(rows)]
         patients = self.manifest.table.loc[rows, "patient_id"].astype(str).tolist()
         kept = kept_masks(patients, has_mask, self.mask_fraction, self.seed)
         return [r for r, m, k in zip(rows, has_mask, kept) if m and not k]

@@ -68,8 +68,8 @@ class SliceDataset(Dataset):
         if cache is not None and cache.size != img_size:
             raise ValueError(f"cache {cache.path} holds {cache.size}px slices but img_size is {img_size}; rebuild it")
         rows = table.loc[self.indices]
-        self.image_paths = [manifest.image_path(i) for i in self.indices]
-        self.mask_paths = [manifest.mask_path(i) for i in self.indices]
+        self.image_paths = manifest.image_paths(self.indices)
+        self.mask_paths = manifest.mask_paths(self.indices)
         self.target = np.array(rows[manifest.target], dtype=np.int64)
         self.labels = np.array(rows[list(manifest.markers)], dtype=np.float32)  # writable copies for torch
         self.hospital = np.array(rows["hospital"], dtype=np.int64)

@@ -18,6 +18,7 @@ column) are always errors.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +67,27 @@ class Manifest:
 
     def image_path(self, index: int) -> str:
         """Absolute image path (with any ``#k`` slice suffix) of manifest row ``index`` (0-based)."""
-        return resolve(self.root, self.table.at[index, "image"])
+        return self.image_paths([index])[0]
 
     def mask_path(self, index: int) -> str | None:
         """Absolute mask path of row ``index``, or None when the row has no mask."""
+        return self.mask_paths([index])[0]
+
+    def image_paths(self, indices: Sequence[int] | None = None) -> list[str]:
+        """The absolute image paths of the rows ``indices`` (default: the table's rows, in order), read from the
+        column at once: a pandas lookup per row costs seconds for a large manifest."""
+        return [resolve(self.root, value) for value in self._column("image", indices)]
+
+    def mask_paths(self, indices: Sequence[int] | None = None) -> list[str | None]:
+        """The absolute mask paths of the rows ``indices`` (default: the table's rows, in order), None for a row
+        without a mask."""
         if "mask" not in self.table.columns:
-            return None
-        value = self.table.at[index, "mask"]
-        return resolve(self.root, value) if _present(value) else None
+            return [None] * (len(self.table) if indices is None else len(indices))
+        return [resolve(self.root, value) if _present(value) else None for value in self._column("mask", indices)]
+
+    def _column(self, column: str, indices: Sequence[int] | None) -> list:
+        values = self.table[column]
+        return (values if indices is None else values.loc[np.asarray(indices, dtype=np.int64)]).tolist()
 
     @property
     def has_cue(self) -> bool:

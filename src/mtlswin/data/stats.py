@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
+
+from mtlswin.data.dataset import SliceDataset
 
 __all__ = ["pixel_stats"]
 
@@ -14,10 +18,8 @@ def pixel_stats(dataset: torch.utils.data.Dataset, batch_size: int = 256) -> tup
     if len(dataset) == 0:
         raise ValueError("cannot compute pixel statistics of an empty split")
     total = total_sq = count = 0.0
-    # a generator of its own: each iterator draws a seed, which must not come from (and shift) the global RNG
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0, generator=torch.Generator())
-    for batch in loader:
-        x = batch["image"].double()
+    for images in _image_batches(dataset, batch_size):
+        x = images.double()
         total += float(x.sum())
         total_sq += float((x * x).sum())
         count += x.numel()
@@ -26,3 +28,17 @@ def pixel_stats(dataset: torch.utils.data.Dataset, batch_size: int = 256) -> tup
     if std <= 0:
         raise ValueError("the split's images are constant (std 0): input standardisation is undefined")
     return mean, std
+
+
+def _image_batches(dataset: torch.utils.data.Dataset, batch_size: int) -> Iterator[torch.Tensor]:
+    """The images of ``dataset`` in order, ``batch_size`` at a time: a :class:`SliceDataset` builds each batch at
+    once (:meth:`SliceDataset.batch`: the same images as its items, without an item's per-slice work), any other
+    dataset goes through a DataLoader."""
+    if isinstance(dataset, SliceDataset):
+        for start in range(0, len(dataset), batch_size):
+            yield dataset.batch(list(range(start, min(start + batch_size, len(dataset)))))["image"]
+        return
+    # a generator of its own: each iterator draws a seed, which must not come from (and shift) the global RNG
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0, generator=torch.Generator())
+    for batch in loader:
+        yield batch["image"]
