@@ -65,6 +65,8 @@ def test_writer_names_each_twin_in_the_manifest(tmp_path):
     manifest = read_manifest(tmp_path / "manifest.csv")
     rows = manifest.twin_rows()
     assert rows and all(manifest.table.at[i, "hospital"] == 1 for i in rows)
+    subset = [int(i) for i in manifest.table.index[::-1]]  # rows asked for keep their order
+    assert manifest.twin_rows(subset) == [i for i in subset if i in set(rows)] == rows[::-1]
     twins = manifest.twins()
     assert list(twins.table.index) == rows
     assert (twins.table["cue"].to_numpy() == 1 - manifest.table.loc[rows, "cue"].to_numpy()).all()

@@ -97,8 +97,8 @@ class Manifest:
         """Rows (of ``indices``, default all) whose ``twin`` cell names a file."""
         if "twin" not in self.table.columns:
             return []
-        rows = self.table.index if indices is None else pd.Index(indices)
-        return [int(i) for i in rows if _present(self.table.at[i, "twin"])]
+        rows = self.table.index if indices is None else indices
+        return [int(i) for i, value in zip(rows, self._column("twin", indices)) if _present(value)]
 
     def twins(self) -> Manifest:
         """The manifest of the counterfactual twins: rows with a twin, ``image`` = the twin, ``cue`` flipped.

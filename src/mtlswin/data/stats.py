@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from mtlswin.data.dataset import SliceDataset
+from mtlswin.data.dataset import BatchedSlices, SliceDataset, collate_slices
 
 __all__ = ["pixel_stats"]
 
@@ -31,14 +31,16 @@ def pixel_stats(dataset: torch.utils.data.Dataset, batch_size: int = 256) -> tup
 
 
 def _image_batches(dataset: torch.utils.data.Dataset, batch_size: int) -> Iterator[torch.Tensor]:
-    """The images of ``dataset`` in order, ``batch_size`` at a time: a :class:`SliceDataset` builds each batch at
-    once (:meth:`SliceDataset.batch`: the same images as its items, without an item's per-slice work), any other
-    dataset goes through a DataLoader."""
-    if isinstance(dataset, SliceDataset):
-        for start in range(0, len(dataset), batch_size):
-            yield dataset.batch(list(range(start, min(start + batch_size, len(dataset)))))["image"]
-        return
-    # a generator of its own: each iterator draws a seed, which must not come from (and shift) the global RNG
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0, generator=torch.Generator())
+    """The images of ``dataset`` in order, ``batch_size`` at a time: a :class:`SliceDataset` through
+    :class:`BatchedSlices`, as the data module's loaders read it (each batch built at once: the same images as its
+    items, without an item's per-slice work), any other dataset item by item."""
+    batched = isinstance(dataset, SliceDataset)
+    loader = torch.utils.data.DataLoader(
+        BatchedSlices(dataset) if batched else dataset,
+        batch_size=batch_size,
+        num_workers=0,
+        collate_fn=collate_slices if batched else None,
+        generator=torch.Generator(),  # its own: each iterator draws a seed, which must not shift the global RNG
+    )
     for batch in loader:
         yield batch["image"]
