@@ -1,7 +1,8 @@
 """The speed paths give the outputs of the plain float32 eager forward.
 
 - task selection (``model(x, tasks=...)``): the same values, exactly, and the decoders nobody asked for do not run;
-- fused attention (``F.scaled_dot_product_attention`` in timm's Swin blocks): same outputs and gradients (1e-5);
+- the attention path (``F.scaled_dot_product_attention`` or the explicit softmax in timm's Swin blocks): chosen by
+  the input's device, SDPA anywhere but the CPU; both give the same outputs and gradients (1e-5);
 - bf16 autocast: relative L2 error of every output <= 3% at the tiny size (bf16 keeps 8 bits of mantissa,
   unit round-off 2**-8 = 0.4%, compounded over the layers); the fused head stays float32;
 - ``torch.compile``: one graph for the whole MTL training forward (no graph break), values and gradients equal
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from mtlswin.models import create_model, test_overrides
-from mtlswin.models.encoder import set_fused_attention
+from mtlswin.models.attention_path import set_fused_attention
 
 BF16_REL_TOL = 0.03
 
@@ -101,15 +102,35 @@ def test_joint_learning_cls_only_skips_the_unet_decoder():
     assert calls[0] == 0
 
 
-def test_fused_attention_is_on_and_matches_the_explicit_softmax():
+def _attention_flags(model: torch.nn.Module) -> set[bool]:
+    return {m.fused_attn for m in model.modules() if type(m).__name__ == "WindowAttention"}
+
+
+def test_the_attention_path_follows_the_input_device_unless_pinned():
     model, x = _mtl("separate"), _x()
-    attention = [m for m in model.modules() if type(m).__name__ == "WindowAttention"]
-    assert attention and all(m.fused_attn for m in attention)  # timm leaves it off for Swin; we switch it on
+    with torch.no_grad():
+        model(x)
+        assert _attention_flags(model) == {False}  # the CPU: the explicit softmax, in the encoder and both decoders
+        assert set_fused_attention(model, True) == 6 + 2 * 4  # depths 2-2-2: the encoder 6 blocks, each decoder 4
+        model(x)
+        assert _attention_flags(model) == {True}
+        set_fused_attention(model, None)
+        model(x)
+        assert _attention_flags(model) == {False}
+    meta = _mtl("shared").to("meta")  # off the CPU (the meta device: shapes only): SDPA, encoder and decoder
+    for decoder in meta.decoders.values():
+        decoder(meta.encoder(torch.empty(2, 1, 32, 32, device="meta")))
+    assert _attention_flags(meta.encoder) == _attention_flags(meta.decoders) == {True}
+
+
+def test_both_attention_paths_give_the_same_outputs_and_gradients():
+    model, x = _mtl("separate"), _x()
 
     def run(fused: bool) -> tuple[dict, dict]:
         set_fused_attention(model, fused)
         model.zero_grad()
         out = model.train()(x)
+        assert _attention_flags(model) == {fused}
         (out["logits"].square().sum() + out["seg"].square().mean() + out["rec"].abs().mean()).backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         return {k: v.detach() for k, v in out.items()}, grads

@@ -29,7 +29,8 @@ from timm.layers import calculate_drop_path_rates
 from timm.models.swin_transformer import SwinTransformerBlock
 from torch import nn
 
-from mtlswin.models.encoder import SwinFeatures, set_fused_attention
+from mtlswin.models.attention_path import AttentionPath
+from mtlswin.models.encoder import SwinFeatures
 from mtlswin.models.expand_heads import expand_norm_heads
 from mtlswin.models.sizes import check_swin_sizes
 
@@ -126,7 +127,7 @@ class DecoderStage(nn.Module):
         return self.upsample(self.blocks(x))
 
 
-class SwinUnetDecoder(nn.Module):
+class SwinUnetDecoder(AttentionPath, nn.Module):
     """Swin-Unet decoder mirroring a :class:`~mtlswin.models.encoder.SwinEncoder` of ``len(depths)`` stages.
 
     ``decoder_depths`` gives the blocks of ``layers_up[1..n-1]`` (levels ``n-2 .. 0``); ``None`` mirrors the
@@ -167,7 +168,6 @@ class SwinUnetDecoder(nn.Module):
             )
         self.norm_up = nn.LayerNorm(embed_dim)
         self.up = FinalPatchExpand(embed_dim, patch_size)
-        set_fused_attention(self)
 
     @staticmethod
     def _level_depths(depths: Sequence[int], decoder_depths: Sequence[int] | None) -> list[int]:
@@ -185,6 +185,7 @@ class SwinUnetDecoder(nn.Module):
         """:class:`SwinFeatures` -> ``(B, r_0, r_0, C)``: the decoder up to ``norm_up`` (before the final expansion)."""
         skips = features.skips
         n = len(skips)
+        self.match_attention(features.bottleneck)  # SDPA off the CPU, the explicit softmax on it
         x = self.layers_up[0](features.bottleneck)
         for i in range(1, n):
             x = torch.cat([x, skips[n - 1 - i]], dim=-1)  # B, r_k, r_k, 2 d_k

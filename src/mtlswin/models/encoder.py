@@ -12,29 +12,14 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-from timm.models.swin_transformer import SwinTransformer, WindowAttention
+from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
+from mtlswin.models.attention_path import AttentionPath
 from mtlswin.models.input_norm import InputStandardize
 from mtlswin.models.sizes import check_swin_sizes
 
-__all__ = ["SwinEncoder", "SwinFeatures", "nhwc_to_nchw", "set_fused_attention"]
-
-
-def set_fused_attention(module: nn.Module, enable: bool = True) -> int:
-    """Make every timm ``WindowAttention`` under ``module`` use ``F.scaled_dot_product_attention`` (or not).
-
-    timm ships Swin's fused attention switched off (``use_fused_attn(experimental=True)`` is False unless
-    ``TIMM_FUSED_ATTN=2``); the fused path adds the relative-position bias and the shift mask as
-    ``attn_mask``, with the same values as the explicit softmax path (float32 difference ~1e-6, tested).
-    Returns the number of attention modules set.
-    """
-    n = 0
-    for layer in module.modules():
-        if isinstance(layer, WindowAttention):
-            layer.fused_attn = bool(enable)
-            n += 1
-    return n
+__all__ = ["SwinEncoder", "SwinFeatures", "nhwc_to_nchw"]
 
 
 class SwinFeatures(NamedTuple):
@@ -53,7 +38,7 @@ def nhwc_to_nchw(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.permute(0, 3, 1, 2)
 
 
-class SwinEncoder(nn.Module):
+class SwinEncoder(AttentionPath, nn.Module):
     """Swin Transformer v1 encoder built from timm (no hand-written attention), 1-channel input by default.
 
     Submodules (state-dict names): ``patch_embed`` (timm ``PatchEmbed``, NHWC output), ``stages``
@@ -106,7 +91,6 @@ class SwinEncoder(nn.Module):
         self.feature_dims = [embed_dim * 2**i for i in range(len(depths))]
         self.resolutions = resolutions
         self.num_features = self.feature_dims[-1]
-        set_fused_attention(self)
 
     def forward(self, x: torch.Tensor) -> SwinFeatures:
         """``(B, in_chans, H, W)`` -> :class:`SwinFeatures` (skips before each stage's blocks, normed bottleneck)."""
@@ -119,6 +103,7 @@ class SwinEncoder(nn.Module):
     def forward_tokens(self, x: torch.Tensor) -> SwinFeatures:
         """The stages and the bottleneck norm on patch tokens ``(B, r0, r0, C)`` (what :meth:`embed` returns;
         masked-image pretraining replaces some of them with a mask token in between)."""
+        self.match_attention(x)  # SDPA off the CPU, the explicit softmax on it
         skips = []
         for stage in self.stages:
             x = stage.downsample(x)  # identity for stage 0; patch merging (B, r/2, r/2, 2C) after
