@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ from micro_runs import MICRO_RUN, set_args
 from mtlswin.cli import main
 from mtlswin.pipeline.presets import TABLE1_ROWS, get_preset, ordered_rows
 from mtlswin.pipeline.reproduce import config_path
+from mtlswin.training.evaluate import evaluate_run
 
 MICRO = ["train.epochs=1", *MICRO_RUN]
 ROWS = ["swin", "joint_swin", "mtl_cls_seg"]
@@ -46,17 +48,22 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
         "0",
         "--rows",
         ",".join(ROWS),
+        "--jobs",
+        "2",
     ]
     assert main([*args, *set_args(MICRO)]) == 0
     captured = capsys.readouterr()
     first = captured.out
     assert "report:" in first and "train swin_unet-seed0: done" in first
     assert "4 of 4 runs done" in first  # overall progress of the training stage
+    # two runs at a time: each worker evaluates its run once trained, so no evaluation stage runs afterwards
+    assert first.count(", evaluated in ") == 4 and "evaluate swin-seed0: running" not in first
     for noise in ("Seed set to", "GPU available:", "module(s) in eval mode"):  # Lightning's noise is gone
         assert noise not in first + captured.err
 
     report = (out / "report.md").read_text()
     assert "## Results (Table 1 layout)" in report
+    assert "| train and evaluate 4 runs, 2 at a time |" in report  # the time table
     assert "## Runs that did not learn" in report and "| did not learn |" in report
     # the demo's departures from the paper's protocol, the test sets' sizes and the claims with verdicts
     assert "25% of hospital 1" in report and "every slice of hospitals 5-11" in report and "test_b" in report
@@ -84,6 +91,15 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
     for run in ["swin_unet", *ROWS]:
         metrics = json.loads((out / "runs" / f"{run}-seed0" / "metrics.json").read_text())
         assert {"test_a", "test_b"} <= set(metrics)
+    # the worker's metrics (one thread) are those of evaluating the run here (the test's threads)
+    worker = json.loads((out / "runs" / "mtl_cls_seg-seed0" / "metrics.json").read_text())
+    copy = shutil.copytree(out / "runs" / "mtl_cls_seg-seed0", tmp_path / "copy")  # the run itself stays as it is
+    here = evaluate_run(copy, ("test_a", "test_b"))
+    for split in ("test_a", "test_b"):
+        numbers = [k for k, v in here[split].items() if isinstance(v, float)]
+        assert {"auc", "iou", "f1_macro"} <= set(numbers)
+        stored = [float("nan") if worker[split][k] is None else worker[split][k] for k in numbers]  # JSON: NaN as null
+        assert stored == pytest.approx([here[split][k] for k in numbers], abs=1e-6, nan_ok=True)
 
     # A second call finds every stage done and skips it.
     assert main([*args, *set_args(MICRO)]) == 0
@@ -154,7 +170,7 @@ def test_mask_budget_preset_shares_the_draws_and_plots_auc_against_the_budget(tm
     assert main([*args, *set_args(MICRO)]) == 0
     printed = capsys.readouterr().out
     assert printed.count("data (phantom draw 0 for seed 0): running") == 1  # one draw for every budget
-    assert "train 2 runs, 2 at a time [masks 0.3]" in (out / "report.md").read_text()
+    assert "train and evaluate 2 runs, 2 at a time [masks 0.3]" in (out / "report.md").read_text()
     for budget in ("1", "0.3", "0.1"):
         config = (out / f"mask-{budget}" / "runs" / "swin_rrr-seed0" / "config.yaml").read_text()
         assert f"mask_fraction: {float(budget)}" in config

@@ -6,6 +6,10 @@ on 2 cores, a demo ``swin`` step takes 0.094 s with one thread and 0.094 s with 
 second as one run at two threads. Runs wait for the runs they depend on (a Joint-Swin run for its
 Swin-Unet). Workers are spawned (not forked: forking a process that already runs OpenMP threads can
 deadlock) and kept for the whole schedule.
+
+A task can carry its test splits (``TrainTask.evaluate``): its worker then evaluates the run as soon as it is
+trained, in the same slot. The evaluations so fill the slots that runs waiting for a dependency or the last
+run alone would leave idle, instead of running one after the other once every run is trained.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ __all__ = ["RunClock", "TrainTask", "default_jobs", "run_tasks", "train_config"]
 
 @dataclass
 class TrainTask:
-    """One training run: its name, config file, overrides, the names of the runs it needs first, and the
-    digest of its resolved config (:func:`mtlswin.runs.config_digest`: what tells a finished run)."""
+    """One training run: its name, config file, overrides, the names of the runs it needs first, the
+    digest of its resolved config (:func:`mtlswin.runs.config_digest`: what tells a finished run), and the
+    splits to evaluate it on right after training (``None``: evaluated elsewhere, or not at all)."""
 
     name: str
     config: Path
     overrides: list[str]
     needs: list[str] = field(default_factory=list)
     digest: str | None = None
+    evaluate: tuple[str, ...] | None = None
 
 
 class RunClock:
@@ -76,10 +82,27 @@ def train_config(config: Path, overrides: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def _train_and_evaluate(config: Path, overrides: list[str], splits: tuple[str, ...] | None) -> tuple[float, float]:
+    """A worker's task: :func:`train_config`, then (with ``splits``) evaluate the run; seconds of each."""
+    from mtlswin.config import load_config
+    from mtlswin.training.evaluate import evaluate_run
+
+    seconds = train_config(config, overrides)
+    if not splits:
+        return seconds, 0.0
+    start = time.perf_counter()
+    try:
+        evaluate_run(load_config(config, overrides).run_dir, splits)
+    except Exception as err:
+        raise RuntimeError(f"trained, but evaluating it failed: {err}") from err
+    return seconds, time.perf_counter() - start
+
+
 def run_tasks(
     tasks: Sequence[TrainTask], jobs: int, log: Callable[[str], None] = print, quiet_overrides: Sequence[str] = ()
 ) -> dict[str, float]:
-    """Train ``tasks`` with ``jobs`` processes (dependencies first); returns seconds per run.
+    """Train ``tasks`` with ``jobs`` processes (dependencies first), each evaluated right after training where
+    the task names its splits; returns seconds per run (training only).
 
     ``quiet_overrides`` are added to every run (e.g. no progress bar: several runs share one terminal).
     The first failure stops the schedule and is raised with the run's name.
@@ -98,18 +121,21 @@ def run_tasks(
             for task in ready[: jobs - len(running)]:
                 pending.remove(task)
                 log(f"train {task.name}: started ({len(running) + 1} of {jobs} slots, {threads} thread(s) each)")
-                running[pool.submit(train_config, task.config, [*task.overrides, *quiet_overrides])] = task
+                overrides = [*task.overrides, *quiet_overrides]
+                running[pool.submit(_train_and_evaluate, task.config, overrides, task.evaluate)] = task
             if not running:
                 raise RuntimeError(f"runs {[t.name for t in pending]} wait for runs that never finish")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 task = running.pop(future)
                 try:
-                    seconds[task.name] = future.result()
+                    seconds[task.name], evaluated = future.result()
                 except BaseException as err:
                     for other in running:
                         other.cancel()
                     raise RuntimeError(f"training {task.name} failed: {err}") from err
                 done.add(task.name)
-                log(f"train {task.name}: done in {seconds[task.name]:.1f} s ({clock.finished(seconds[task.name])})")
+                tail = f", evaluated in {evaluated:.1f} s" if task.evaluate else ""
+                progress = clock.finished(seconds[task.name] + evaluated)
+                log(f"train {task.name}: done in {seconds[task.name]:.1f} s{tail} ({progress})")
     return seconds

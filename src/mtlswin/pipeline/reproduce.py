@@ -245,8 +245,9 @@ class Experiment:
 
 def _train_runs(
     tasks: list[TrainTask], runs_dir: Path, jobs: int, progress: Progress, tag: str, log: Callable[[str], None]
-) -> None:
-    """Train every task whose run is not done: one after the other, or ``jobs`` at a time on the CPU."""
+) -> set[str]:
+    """Train every task whose run is not done: one after the other, or ``jobs`` at a time on the CPU, where each
+    worker also evaluates its run once trained (:class:`TrainTask` ``.evaluate``). Returns the runs so evaluated."""
     todo = [t for t in tasks if not _run_ok(runs_dir / t.name, t.digest)]
     for task in tasks:
         if task not in todo:
@@ -257,15 +258,20 @@ def _train_runs(
             progress.stage(f"train {task.name}{tag}", lambda t=task: _run_ok(runs_dir / t.name, t.digest),
                            lambda t=task: train_config(t.config, t.overrides))  # fmt: skip
             log(f"training: {clock.finished(progress.timings[f'train {task.name}{tag}'])}{tag}")
-        return
+        return set()
     # several runs share the terminal: no per-run progress bars or model summaries, one line per event
     quiet = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
     start = time.perf_counter()
     run_tasks(todo, jobs, log=lambda m: log(f"{m}{tag}"), quiet_overrides=quiet)  # logs each run's own time
+    evaluated = {t.name for t in todo if t.evaluate}
     for task in todo:
         if not _run_ok(runs_dir / task.name, task.digest):
             raise RuntimeError(f"training {task.name} finished but wrote no model.safetensors")
-    progress.timings[f"train {len(todo)} runs, {jobs} at a time{tag}"] = time.perf_counter() - start
+        if task.name in evaluated and not _evaluated(runs_dir / task.name, task.evaluate):
+            raise RuntimeError(f"evaluating {task.name} finished but its metrics.json lacks a split of {task.evaluate}")
+    what = "train and evaluate" if evaluated else "train"
+    progress.timings[f"{what} {len(todo)} runs, {jobs} at a time{tag}"] = time.perf_counter() - start
+    return evaluated
 
 
 def _experiment(
@@ -285,6 +291,7 @@ def _experiment(
     row_list = ordered_rows(tuple(rows) if rows is not None else preset.rows)
     runs: list[Path] = []
     tasks: list[TrainTask] = []
+    test_splits = {seed: eval_splits(data[seed]) for seed in seeds}
     for seed in seeds:
         for row in row_list:
             run = runs_dir / f"{row}-seed{seed}"
@@ -307,8 +314,9 @@ def _experiment(
             cfg += row_overrides(preset, row) + list(overrides)
             digest = _row_digest(config_path(preset, row), cfg)
             _set_aside(run, digest, log)
-            tasks.append(TrainTask(run.name, config_path(preset, row), cfg, needs, digest))
-    _train_runs(tasks, runs_dir, jobs, progress, tag, log)
+            splits = test_splits[seed] if row not in AUXILIARY_ROWS else None  # evaluated once trained
+            tasks.append(TrainTask(run.name, config_path(preset, row), cfg, needs, digest, splits))
+    evaluated = _train_runs(tasks, runs_dir, jobs, progress, tag, log)
     for run in runs:
         source = DERIVED_ROWS.get(row_of(run))
         if source:
@@ -319,7 +327,9 @@ def _experiment(
     from mtlswin.training.evaluate import evaluate_run
 
     for run in runs:
-        splits = eval_splits(data[seed_of(run)])
+        if run.name in evaluated:  # by its training worker
+            continue
+        splits = test_splits[seed_of(run)]
         progress.stage(f"evaluate {run.name}{tag}", lambda run=run, s=splits: _evaluated(run, s),
                        lambda run=run, s=splits: evaluate_run(run, s))  # fmt: skip
 
