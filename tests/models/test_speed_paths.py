@@ -145,6 +145,25 @@ def test_both_attention_paths_give_the_same_outputs_and_gradients():
         assert (grad_f[name] - grad_e[name]).abs().max() < 1e-5 * scale, name
 
 
+def test_at_head_width_16_both_paths_give_the_same_bits_in_training():
+    """SDPA's math path scales q and k by sqrt(scale) each; at head width 16 that is 1/2, a power of two, so it
+    rounds exactly as the explicit path's q * 1/4 does: the demo's models (embed 16, 16 channels a head) train to
+    the same weights whichever path runs (docs/speed.md)."""
+    torch.manual_seed(0)
+    sizes = {**test_overrides("mtl_swin_unet"), "embed_dim": 16, "num_heads": (1, 2, 4)}  # 16 channels a head
+    model, x = create_model("mtl_swin_unet", **sizes, tasks="cls+seg").train(), _x()
+
+    def run(fused: bool) -> list[torch.Tensor]:
+        set_fused_attention(model, fused)
+        model.zero_grad()
+        out = model(x)
+        (out["logits"].square().sum() + out["seg"].square().mean()).backward()
+        return [out["logits"].detach(), out["seg"].detach()] + [p.grad.clone() for p in model.parameters()]
+
+    fused, explicit = run(True), run(False)
+    assert len(fused) > 100 and all(torch.equal(a, b) for a, b in zip(fused, explicit, strict=True))
+
+
 def test_bf16_autocast_agrees_with_float32_within_tolerance():
     model, x = _mtl(), _x(4)
     with torch.no_grad():
