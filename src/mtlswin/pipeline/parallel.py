@@ -73,26 +73,25 @@ def _init_worker(threads: int) -> None:
 
 def train_config(config: Path, overrides: list[str]) -> float:
     """Train (or resume, when ``last.ckpt`` exists) the run of ``config`` + ``overrides``; returns seconds."""
+    return _train_and_evaluate(config, overrides, None)[0]
+
+
+def _train_and_evaluate(config: Path, overrides: list[str], splits: tuple[str, ...] | None) -> tuple[float, float]:
+    """A worker's task: :func:`train_config`, then (with ``splits``) evaluate the run; seconds of each."""
     from mtlswin.config import load_config
     from mtlswin.training.train import train
 
     start = time.perf_counter()
     cfg = load_config(config, overrides)
     train(cfg, resume=(cfg.run_dir / "checkpoints" / "last.ckpt").is_file())
-    return time.perf_counter() - start
-
-
-def _train_and_evaluate(config: Path, overrides: list[str], splits: tuple[str, ...] | None) -> tuple[float, float]:
-    """A worker's task: :func:`train_config`, then (with ``splits``) evaluate the run; seconds of each."""
-    from mtlswin.config import load_config
-    from mtlswin.training.evaluate import evaluate_run
-
-    seconds = train_config(config, overrides)
+    seconds = time.perf_counter() - start
     if not splits:
         return seconds, 0.0
+    from mtlswin.training.evaluate import evaluate_run
+
     start = time.perf_counter()
     try:
-        evaluate_run(load_config(config, overrides).run_dir, splits)
+        evaluate_run(cfg.run_dir, splits)
     except Exception as err:
         raise RuntimeError(f"trained, but evaluating it failed: {err}") from err
     return seconds, time.perf_counter() - start
