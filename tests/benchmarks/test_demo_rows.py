@@ -6,22 +6,14 @@ images it trained.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def demo_rows():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import demo_rows
-    finally:
-        sys.path.remove(str(BENCH))
-    return demo_rows
+def demo_rows(benchmark_module):
+    return benchmark_module("demo_rows")
 
 
 def test_flops_per_training_image_of_the_demo_configs(demo_rows):

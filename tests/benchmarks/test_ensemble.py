@@ -6,23 +6,14 @@ member's own batches, every member's weights equal those of its model trained al
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY = ["model.img_size=32", "model.embed_dim=8", "model.depths=[1,1]", "model.num_heads=[1,2]"]
 
 
 @pytest.fixture(scope="module")
-def ensemble():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import ensemble
-    finally:
-        sys.path.remove(str(BENCH))
-    return ensemble
+def ensemble(benchmark_module):
+    return benchmark_module("ensemble")
 
 
 @pytest.mark.parametrize("row", ["swin", "mtl_cls_seg"])

@@ -46,12 +46,8 @@ def test_cpu_smoke_prints_every_row_with_a_positive_rate():
     assert all(float(h) > 0 for _, _, h in hours)
 
 
-def test_missing_authors_checkout_is_skipped_and_bad_models_refused(tmp_path):
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        import train as bench
-    finally:
-        sys.path.remove(str(BENCH.parent))
+def test_missing_authors_checkout_is_skipped_and_bad_models_refused(tmp_path, benchmark_module):
+    bench = benchmark_module("train")
     args = bench.parse_args(["--cpu-smoke", "--authors", str(tmp_path / "absent")])
     assert bench.authors_fns(args, None, None) == {}
     assert (args.img_size, args.batch_size, args.workers) == (32, 4, 0)
