@@ -77,7 +77,8 @@ def train_config(config: Path, overrides: list[str]) -> float:
 
 
 def _train_and_evaluate(config: Path, overrides: list[str], splits: tuple[str, ...] | None) -> tuple[float, float]:
-    """A worker's task: :func:`train_config`, then (with ``splits``) evaluate the run; seconds of each."""
+    """A worker's task: train (or resume) the run of ``config`` + ``overrides``, then (with ``splits``) evaluate it,
+    from the config read once; seconds of each (:func:`train_config` is this without ``splits``)."""
     from mtlswin.config import load_config
     from mtlswin.training.train import train
 
