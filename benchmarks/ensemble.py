@@ -101,8 +101,7 @@ class Ensemble:
     def __init__(self, members: list[nn.Module], train) -> None:
         from timm.optim import param_groups_weight_decay
 
-        params, self.buffers = stack_module_state(members)
-        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}
+        self.params, self.buffers = stack_module_state(members)  # leaves that require grad, for the optimiser
         self.base = copy.deepcopy(members[0]).to("meta")  # the structure only; the weights come in as arguments
         names = {id(p): name for name, p in members[0].named_parameters()}
         groups = []
