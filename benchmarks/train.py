@@ -244,7 +244,7 @@ def authors_equivalence(theirs: torch.nn.Module, args: argparse.Namespace, tol: 
     """Their model with perturbed random weights, converted into ours (``from_authors_mtl``): the largest
     absolute output difference per task, float32 eval on the device; ``SystemExit`` above ``tol``."""
     from mtlswin.models import create_model
-    from mtlswin.models.convert import from_authors_mtl, infer_swin_unet_config
+    from mtlswin.models.conversion.swin import from_authors_mtl, infer_swin_unet_config
 
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():  # LayerNorm weights of 1 and zero biases would hide a wrong mapping

@@ -170,8 +170,8 @@ def run_tasks(path: str | Path) -> tuple[str, ...]:
     """
     from safetensors import safe_open
 
-    from mtlswin.models.checkpoint import _SOURCE_FIELDS, resolve_checkpoint
-    from mtlswin.models.registry import create_model
+    from mtlswin.models.checkpoint import SOURCE_FIELDS, resolve_checkpoint
+    from mtlswin.models.factory import create_model
 
     file = resolve_checkpoint(path)
     try:
@@ -182,7 +182,7 @@ def run_tasks(path: str | Path) -> tuple[str, ...]:
     if "mtlswin_model" not in metadata:
         raise ValueError(f"{str(file)!r}: no mtlswin model name in the checkpoint header")
     options = json.loads(metadata.get("mtlswin_config", "{}"))
-    options.update(dict.fromkeys(k for k in _SOURCE_FIELDS if k in options))
+    options.update(dict.fromkeys(k for k in SOURCE_FIELDS if k in options))
     with torch.device("meta"):
         model = create_model(metadata["mtlswin_model"], **options)
     return tuple(getattr(model, "tasks", ()))
