@@ -21,7 +21,7 @@ Rows (images/s), for ``swin`` and ``mtl_swin_unet`` cls+seg+rec built from their
 Then the ratios of the issue (from medians of the interleaved repetitions) and the projected hours of the
 paper's protocol (600 epochs of 7,900 slices per row) at the measured end-to-end rates.
 
-``--demo``: the demo rows instead (``benchmarks/demo_rows.py``; issue 20): real ``train`` of the demo configs,
+``--demo``: the demo rows instead (``benchmarks/demo_rows.py``): real ``train`` of the demo configs,
 before and after with ``--compare OLD_CHECKOUT``, with GFLOP/s and the share of the measured matmul rate.
 
 ``--cpu-smoke``: tiny models (the registry's tiny configs), 32 px, batch 4, 3 steps, a 48-slice phantom,
@@ -244,7 +244,7 @@ def authors_equivalence(theirs: torch.nn.Module, args: argparse.Namespace, tol: 
     """Their model with perturbed random weights, converted into ours (``from_authors_mtl``): the largest
     absolute output difference per task, float32 eval on the device; ``SystemExit`` above ``tol``."""
     from mtlswin.models import create_model
-    from mtlswin.models.convert import from_authors_mtl, infer_swin_unet_config
+    from mtlswin.models.conversion.swin import from_authors_mtl, infer_swin_unet_config
 
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():  # LayerNorm weights of 1 and zero biases would hide a wrong mapping

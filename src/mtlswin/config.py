@@ -10,7 +10,7 @@ a value out of range or not among the choices (``data.augment``, ``data.on_bad_r
 Broken YAML is an error naming the file and the line.
 
 - ``model``: ``name`` (registry name) plus any field of that model's config dataclass
-  (validated by :func:`mtlswin.models.registry.build_config`).
+  (validated by :func:`mtlswin.models.factory.build_config`).
 - ``data``: the arguments of :class:`mtlswin.data.datamodule.CTDataModule`; ``img_size`` defaults to
   the model's ``img_size``.
 - ``train``: optimisation (SGD + poly decay as in the paper, or AdamW + warm-up + cosine), loss weights, seed,
@@ -201,7 +201,8 @@ def _section(cls: type, raw: Any, section: str) -> Any:
 
 
 def _model_section(raw: Any) -> ModelConfig:
-    from mtlswin.models.registry import build_config, get_entry
+    from mtlswin.models.factory import build_config
+    from mtlswin.models.registry import get_entry
 
     if raw is not None and not isinstance(raw, dict):
         raise ValueError(f"config section 'model' must be a mapping, got {type(raw).__name__}: {raw!r}")
@@ -273,7 +274,7 @@ def config_from_dict(raw: dict[str, Any], name: str | None = None) -> Config:
     if config.output.name is None:
         config.output.name = name or config.model.name
     if config.data.img_size is None:
-        from mtlswin.models.registry import build_config
+        from mtlswin.models.factory import build_config
 
         config.data.img_size = getattr(build_config(config.model.name, **config.model.options), "img_size", 224)
     if isinstance(config.data.window, list):

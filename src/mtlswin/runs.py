@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from mtlswin.config import Config, config_from_dict, load_config
+from mtlswin.models import create_model, load_model
+from mtlswin.models.checkpoint import SOURCE_FIELDS, resolve_checkpoint
 
 __all__ = [
     "DATA_PATH_KEYS",
@@ -168,11 +171,6 @@ def run_tasks(path: str | Path) -> tuple[str, ...]:
     Reads the safetensors metadata (name + config) and builds the model on PyTorch's ``meta`` device:
     no weight is read or allocated. A ``ValueError`` if the header is unreadable.
     """
-    from safetensors import safe_open
-
-    from mtlswin.models.checkpoint import _SOURCE_FIELDS, resolve_checkpoint
-    from mtlswin.models.registry import create_model
-
     file = resolve_checkpoint(path)
     try:
         with safe_open(str(file), framework="pt") as f:
@@ -182,15 +180,13 @@ def run_tasks(path: str | Path) -> tuple[str, ...]:
     if "mtlswin_model" not in metadata:
         raise ValueError(f"{str(file)!r}: no mtlswin model name in the checkpoint header")
     options = json.loads(metadata.get("mtlswin_config", "{}"))
-    options.update(dict.fromkeys(k for k in _SOURCE_FIELDS if k in options))
+    options.update(dict.fromkeys(k for k in SOURCE_FIELDS if k in options))
     with torch.device("meta"):
         model = create_model(metadata["mtlswin_model"], **options)
     return tuple(getattr(model, "tasks", ()))
 
 
 def _model_from_ckpt(path: Path, config: Config | None) -> tuple[Config, nn.Module]:
-    from mtlswin.models import create_model
-
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "mtlswin_config" in ckpt:
         config = config_from_dict(ckpt["mtlswin_config"])
@@ -226,8 +222,6 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> Run:
         """Open a run folder, a Lightning ``.ckpt`` or our ``.safetensors`` (see the module docstring)."""
-        from mtlswin.models import load_model
-
         path = Path(path)
         if not path.exists():
             raise ValueError(f"{str(path)!r} does not exist: give a run folder, a .ckpt or a .safetensors file")

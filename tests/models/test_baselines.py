@@ -10,9 +10,9 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from mtlswin.models import baselines, pretrained
-from mtlswin.models.checkpoint import read_state_dict
-from mtlswin.models.registry import create_model, test_overrides
+from mtlswin.models import baselines, create_model, test_overrides
+from mtlswin.models.conversion import timm_hub
+from mtlswin.models.conversion.files import read_state_dict
 
 BASELINES = ("unet", "resnet152", "joint_learning")
 EXPECTED = {"unet": {"seg"}, "resnet152": {"logits"}, "joint_learning": {"logits", "seg"}}
@@ -104,7 +104,7 @@ def test_paper_size_resnet152_has_the_resnet152_body():
 
 @pytest.fixture
 def no_cache(monkeypatch):
-    monkeypatch.setattr(pretrained, "_cached_hub_file", lambda _hub_id: None)
+    monkeypatch.setattr(timm_hub, "_cached_hub_file", lambda _hub_id: None)
 
 
 def test_timm_offline_env_fails_at_once_naming_local_file(monkeypatch, no_cache):
@@ -127,7 +127,7 @@ def test_timm_unreachable_host_fails_within_timeout(monkeypatch, no_cache):
     monkeypatch.setattr(socket, "create_connection", hanging_connect)
     start = time.perf_counter()
     with pytest.raises(ConnectionError, match=r"cannot be reached.*pretrained: /path/to/weights\.pth"):
-        pretrained.timm_pretrained_state_dict("resnet152", timeout=0.3)
+        timm_hub.timm_pretrained_state_dict("resnet152", timeout=0.3)
     assert time.perf_counter() - start < 1.5
 
 
@@ -136,8 +136,8 @@ def test_timm_online_path_loads_timm_weights(monkeypatch, no_cache):
     monkeypatch.delenv("TIMM_OFFLINE", raising=False)
     ref = timm.create_model("test_resnet", in_chans=3, num_classes=1000)
     calls = []
-    monkeypatch.setattr(pretrained, "hub_reachable", lambda host, **_kw: calls.append(host) or True)
-    monkeypatch.setattr(pretrained, "_timm_weights", lambda name, _file: calls.append(name) or ref.state_dict())
+    monkeypatch.setattr(timm_hub, "hub_reachable", lambda host, **_kw: calls.append(host) or True)
+    monkeypatch.setattr(timm_hub, "_timm_weights", lambda name, _file: calls.append(name) or ref.state_dict())
     model = tiny("resnet152", pretrained="timm")
     assert calls == ["huggingface.co", "test_resnet"]
     report = model.load_report
@@ -225,9 +225,9 @@ def test_timm_weights_in_local_cache_are_used_offline(monkeypatch, tmp_path):
     ref = timm.create_model("test_resnet", in_chans=3, num_classes=1000)
     cached = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(cached))
-    monkeypatch.setattr(pretrained, "_cached_hub_file", lambda hub_id: str(cached) if "test_resnet" in hub_id else None)
+    monkeypatch.setattr(timm_hub, "_cached_hub_file", lambda hub_id: str(cached) if "test_resnet" in hub_id else None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    state_dict = pretrained.timm_pretrained_state_dict("test_resnet")  # timm's own loader, reading the file
+    state_dict = timm_hub.timm_pretrained_state_dict("test_resnet")  # timm's own loader, reading the file
     assert state_dict.keys() == ref.state_dict().keys()
     torch.testing.assert_close(state_dict["layer4.0.conv1.weight"], ref.state_dict()["layer4.0.conv1.weight"])
 
@@ -239,8 +239,8 @@ def test_timm_weights_in_local_cache_are_used_offline(monkeypatch, tmp_path):
 def test_default_encoders_take_timm_imagenet_weights_key_for_key(monkeypatch, no_cache, name, timm_name, n_head_keys):
     # What `pretrained: timm` loads at paper size, with random weights instead of a download.
     ref = timm.create_model(timm_name, in_chans=3, num_classes=1000)
-    monkeypatch.setattr(pretrained, "hub_reachable", lambda *_a, **_kw: True)
-    monkeypatch.setattr(pretrained, "_timm_weights", lambda *_a: ref.state_dict())
+    monkeypatch.setattr(timm_hub, "hub_reachable", lambda *_a, **_kw: True)
+    monkeypatch.setattr(timm_hub, "_timm_weights", lambda *_a: ref.state_dict())
     model = create_model(name, pretrained="timm")
     encoder = baselines._encoder_module(model.net)
     assert model.load_report.source == f"timm:{timm_name}"

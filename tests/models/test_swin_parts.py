@@ -11,7 +11,7 @@ from timm.models.swin_transformer import SwinTransformer
 from mtlswin.models import create_model, save_model, test_overrides
 from mtlswin.models.decoder import FinalPatchExpand, PatchExpand, SwinUnetDecoder, expand_tokens
 from mtlswin.models.encoder import SwinEncoder
-from mtlswin.models.registry import build_config
+from mtlswin.models.factory import build_config
 from mtlswin.models.sizes import check_swin_sizes
 
 TINY = {"img_size": 32, "patch_size": 2, "window_size": 2, "embed_dim": 8, "depths": (2, 2, 2), "num_heads": (1, 2, 2)}

@@ -127,6 +127,6 @@ def test_dfr_run_end_to_end(tmp_path, tiny_data):
 
 def test_dfr_refuses_other_models(tmp_path, tiny_data):
     run = _run_folder(tmp_path, tiny_data, name="unet")
-    with pytest.raises(ValueError, match=r"swin, swin_tiny, seg_gated_swin.*'unet'"):
+    with pytest.raises(ValueError, match=r"swin, swin_tiny, mtl_swin_unet, seg_gated_swin.*'unet'"):
         dfr_run(run, tmp_path / "out")
     assert not (tmp_path / "out").exists()

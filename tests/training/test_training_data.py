@@ -80,7 +80,7 @@ def test_device_cache_batches_equal_those_of_the_cpu_loader(tmp_path, tiny_data,
 
 def test_device_cache_run_trains_like_the_cpu_loader(tmp_path, tiny_data):
     """A run with the device cache ends with the weights of the same run on the CPU loader (paper policy)."""
-    from mtlswin.models.checkpoint import read_state_dict
+    from mtlswin.models.conversion.files import read_state_dict
     from mtlswin.training.train import train
 
     data = {"cache_dir": str(tmp_path / "cache"), "augment": "paper"}

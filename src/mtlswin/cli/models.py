@@ -21,7 +21,7 @@ def parse_set(items: list[str]) -> dict:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from mtlswin.models.weights import convert_file
+    from mtlswin.models.conversion.convert import convert_file
 
     model, report = convert_file(
         args.source_format,

@@ -29,9 +29,10 @@ import timm
 from segmentation_models_pytorch.encoders.timm_universal import TimmUniversalEncoder
 from torch import Tensor, nn
 
+from mtlswin.models.conversion.cnn import load_weights_into
+from mtlswin.models.conversion.timm_hub import resolve_pretrained
 from mtlswin.models.input_norm import InputStandardize, check_input_norm
 from mtlswin.models.load_report import LoadReport
-from mtlswin.models.pretrained import load_weights_into, resolve_pretrained
 from mtlswin.models.registry import register_model
 from mtlswin.models.tasks import select_tasks
 

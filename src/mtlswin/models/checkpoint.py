@@ -1,9 +1,9 @@
-"""Our checkpoint format, and safe reading of foreign weight files.
+"""Our checkpoint formats: a whole model, and a Swin encoder of ``mtlswin pretrain``.
 
 A checkpoint of ours is one ``.safetensors`` file: the model's state dict plus, in its metadata,
 ``mtlswin_model`` (registry name) and ``mtlswin_config`` (the resolved config as JSON), so
-:func:`load_model` rebuilds the model from the file alone. Foreign ``.pth`` files are read with
-``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+:func:`mtlswin.models.factory.load_model` rebuilds the model from the file alone. Foreign weight files
+(ImageNet Swin, the authors' checkpoints) are read and converted in :mod:`mtlswin.models.conversion`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mtlswin.io import atomic_path
+
 __all__ = [
     "CHECKPOINT_NAME",
     "ENCODER_FORMAT",
     "ENCODER_NAME",
+    "SOURCE_FIELDS",
     "is_encoder_checkpoint",
-    "load_model",
     "read_checkpoint",
     "read_encoder_checkpoint",
-    "read_state_dict",
+    "resolve_checkpoint",
     "save_encoder",
     "save_model",
 ]
@@ -38,9 +40,7 @@ FORMAT = "mtlswin-checkpoint/1"
 ENCODER_FORMAT = "mtlswin-encoder/1"
 ENCODER_NAME = "encoder.safetensors"
 # Fields that point at other files: applied when the model was first built; the weights already hold them.
-_SOURCE_FIELDS = ("pretrained", "frozen_encoder")
-_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state")
-_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+SOURCE_FIELDS = ("pretrained", "frozen_encoder")
 
 
 def _config_dict(config: object) -> dict:
@@ -60,8 +60,6 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "mtlswin_model": name, "mtlswin_config": json.dumps(_config_dict(config))}
-    from mtlswin.io import atomic_path
-
     with atomic_path(path) as tmp:  # a killed export leaves no truncated model.safetensors
         save_file(state, str(tmp), metadata=metadata)
     return path
@@ -98,20 +96,6 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return load_file(str(path)), meta
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model saved by :func:`save_model` from that file (or a run folder) alone; strict load."""
-    from mtlswin.models.registry import create_model
-
-    state, meta = read_checkpoint(path)
-    config = dict(meta["config"])
-    sources = {k: config[k] for k in _SOURCE_FIELDS if k in config}
-    model = create_model(meta["model"], **{**config, **dict.fromkeys(sources)})
-    model.load_state_dict(state, strict=True)
-    if sources:
-        model.config = dataclasses.replace(model.config, **sources)
-    return model.to(map_location)
-
-
 def _metadata(path: Path) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -136,8 +120,6 @@ def save_encoder(encoder: nn.Module, path: str | Path, config: Mapping, info: Ma
         "mtlswin_encoder": json.dumps(json.loads(json.dumps(dict(config), default=list))),
         "mtlswin_pretrain": json.dumps(dict(info or {}), default=str),
     }
-    from mtlswin.io import atomic_path
-
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
     return path
@@ -160,45 +142,3 @@ def read_encoder_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], 
         "info": json.loads(metadata.get("mtlswin_pretrain", "{}")),
     }
     return load_file(str(path)), meta
-
-
-def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    """Descend through ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers to a flat tensor dict."""
-    while isinstance(obj, Mapping):
-        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"{str(path)!r} holds no state dict (found {type(obj).__name__}); save model.state_dict()")
-    bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(f"{str(path)!r}: entries that are not tensors: {bad[:10]}; save model.state_dict() only")
-    return dict(obj)
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A foreign weight file as a flat tensor dict: ``.safetensors``, or ``.pth``/``.pt``/``.bin``/``.ckpt``
-    read with ``torch.load(weights_only=True)`` (tensors and plain containers only, never arbitrary objects).
-
-    Wrappers ``{"model": sd}``, ``{"state_dict": sd}`` (official Swin, Lightning) are unwrapped; other
-    entries beside the wrapped dict (``epoch``, ``optimizer``) are dropped. Errors name the file.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no weight file at {str(path)!r}; give an existing .pth/.pt/.bin/.safetensors file")
-    suffix = path.suffix.lower()
-    if suffix not in _WEIGHT_SUFFIXES:
-        raise ValueError(f"weight file {str(path)!r}: unknown suffix {suffix!r}; use one of {_WEIGHT_SUFFIXES}")
-    if suffix == ".safetensors":
-        return _unwrap(load_file(str(path), device="cpu"), path)
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors have many types; the message must name the file
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
-        reason = next((line for line in lines if "Unsupported global" in line), lines[0])  # torch's long text
-        raise ValueError(
-            f"cannot read {str(path)!r} with torch.load(weights_only=True): {reason} Only plain state dicts of "
-            "tensors are accepted (arbitrary pickled objects are never unpickled)."
-        ) from err
-    return _unwrap(state, path)

@@ -13,11 +13,14 @@ from torch import nn
 
 from mtlswin.models.configs import TEST_ENCODER, SwinClassifierConfig, SwinTinyConfig
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
-from mtlswin.models.registry import register_model
+from mtlswin.models.initialise import apply_pretrained
+from mtlswin.models.registry import Capabilities, register_model
 from mtlswin.models.tasks import select_tasks
-from mtlswin.models.weights import apply_pretrained
 
 __all__ = ["SwinClassifier", "build_swin", "build_swin_tiny"]
+
+# GAP + one Linear head on the bottleneck tokens that its one Grad-CAM layer outputs; a Swin encoder to pretrain.
+_CAPABILITIES = Capabilities(linear_head=True, cam_align=True, simmim_pretrain=True)
 
 
 class SwinClassifier(nn.Module):
@@ -53,12 +56,22 @@ class SwinClassifier(nn.Module):
 
 
 @register_model(
-    "swin", SwinClassifierConfig, test=TEST_ENCODER, description="Swin Transformer classifier, depths 2-2-2-2"
+    "swin",
+    SwinClassifierConfig,
+    test=TEST_ENCODER,
+    description="Swin Transformer classifier, depths 2-2-2-2",
+    capabilities=_CAPABILITIES,
 )
 def build_swin(config: SwinClassifierConfig) -> nn.Module:
     return apply_pretrained(SwinClassifier(config), config)
 
 
-@register_model("swin_tiny", SwinTinyConfig, test=TEST_ENCODER, description="Swin-T classifier, depths 2-2-6-2")
+@register_model(
+    "swin_tiny",
+    SwinTinyConfig,
+    test=TEST_ENCODER,
+    description="Swin-T classifier, depths 2-2-6-2",
+    capabilities=_CAPABILITIES,
+)
 def build_swin_tiny(config: SwinTinyConfig) -> nn.Module:
     return apply_pretrained(SwinClassifier(config), config)

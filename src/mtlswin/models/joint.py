@@ -20,12 +20,15 @@ from torch import nn
 
 from mtlswin.models.configs import TEST_ENCODER, JointSwinConfig, JointSwinTinyConfig
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
+from mtlswin.models.initialise import apply_pretrained, load_encoder_weights
 from mtlswin.models.load_report import LoadReport
-from mtlswin.models.registry import register_model
+from mtlswin.models.registry import Capabilities, register_model
 from mtlswin.models.tasks import select_tasks
-from mtlswin.models.weights import apply_pretrained, load_encoder_weights
 
 __all__ = ["JointSwin", "build_joint_swin", "build_joint_swin_tiny"]
+
+# The head pools two encoders (two Grad-CAM layers): neither one Linear on one encoder's features nor CAM alignment.
+_CAPABILITIES = Capabilities(frozen_encoder=True, simmim_pretrain=True)
 
 
 class JointSwin(nn.Module):
@@ -87,11 +90,23 @@ def _build(config: JointSwinConfig) -> nn.Module:
     return model
 
 
-@register_model("joint_swin", JointSwinConfig, test=TEST_ENCODER, description="Joint-SwinTransformer, depths 2-2-2-2")
+@register_model(
+    "joint_swin",
+    JointSwinConfig,
+    test=TEST_ENCODER,
+    description="Joint-SwinTransformer, depths 2-2-2-2",
+    capabilities=_CAPABILITIES,
+)
 def build_joint_swin(config: JointSwinConfig) -> nn.Module:
     return _build(config)
 
 
-@register_model("joint_swin_tiny", JointSwinTinyConfig, test=TEST_ENCODER, description="Joint-SwinTransformer, Swin-T")
+@register_model(
+    "joint_swin_tiny",
+    JointSwinTinyConfig,
+    test=TEST_ENCODER,
+    description="Joint-SwinTransformer, Swin-T",
+    capabilities=_CAPABILITIES,
+)
 def build_joint_swin_tiny(config: JointSwinTinyConfig) -> nn.Module:
     return _build(config)

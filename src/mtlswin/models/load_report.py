@@ -1,8 +1,8 @@
 """What a weight load did (:class:`LoadReport`), and the one RGB -> gray rule for first-layer kernels.
 
-Both loaders of foreign weights use these: the Swin converters of :mod:`mtlswin.models.convert`
+Both loaders of foreign weights use these: the Swin converters of :mod:`mtlswin.models.conversion.swin`
 (ImageNet Swin, the authors' checkpoints) and the strict loader of the CNN baselines in
-:mod:`mtlswin.models.pretrained`.
+:mod:`mtlswin.models.conversion.cnn`.
 """
 
 from __future__ import annotations

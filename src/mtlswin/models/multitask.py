@@ -28,9 +28,9 @@ from torch import nn
 from mtlswin.models.configs import TEST_UNET, MTLSwinUnetConfig, SwinUnetConfig
 from mtlswin.models.decoder import SwinUnetDecoder
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
-from mtlswin.models.registry import register_model
+from mtlswin.models.initialise import apply_pretrained
+from mtlswin.models.registry import Capabilities, register_model
 from mtlswin.models.tasks import select_tasks
-from mtlswin.models.weights import apply_pretrained
 
 __all__ = ["MTLSwinUnet", "SwinUnet", "build_mtl_swin_unet", "build_swin_unet"]
 
@@ -99,13 +99,24 @@ class MTLSwinUnet(SwinUnet):
     cam_reshape = staticmethod(nhwc_to_nchw)
 
 
-@register_model("swin_unet", SwinUnetConfig, test=TEST_UNET, description="Swin-Unet segmentation")
+@register_model(
+    "swin_unet",
+    SwinUnetConfig,
+    test=TEST_UNET,
+    description="Swin-Unet segmentation",
+    capabilities=Capabilities(simmim_pretrain=True),
+)
 def build_swin_unet(config: SwinUnetConfig) -> nn.Module:
     return apply_pretrained(SwinUnet(config, tasks=("seg",)), config)
 
 
 @register_model(
-    "mtl_swin_unet", MTLSwinUnetConfig, test=TEST_UNET, description="MTL-Swin-Unet (cls+seg | cls+rec | cls+seg+rec)"
+    "mtl_swin_unet",
+    MTLSwinUnetConfig,
+    test=TEST_UNET,
+    description="MTL-Swin-Unet (cls+seg | cls+rec | cls+seg+rec)",
+    # with a "cls" task (the default): GAP + one Linear head on the bottleneck, as swin
+    capabilities=Capabilities(linear_head=True, cam_align=True, simmim_pretrain=True),
 )
 def build_mtl_swin_unet(config: MTLSwinUnetConfig) -> nn.Module:
     model = MTLSwinUnet(config, tasks=tuple(config.tasks.split("+")), decoder=config.decoder)

@@ -35,11 +35,11 @@ from torch import nn
 from mtlswin.models.checkpoint import read_checkpoint
 from mtlswin.models.configs import TEST_UNET, SegGatedSwinConfig, SwinUnetConfig
 from mtlswin.models.encoder import SwinEncoder, nhwc_to_nchw
+from mtlswin.models.initialise import apply_pretrained
 from mtlswin.models.load_report import LoadReport
 from mtlswin.models.multitask import SwinUnet
-from mtlswin.models.registry import register_model
+from mtlswin.models.registry import Capabilities, register_model
 from mtlswin.models.tasks import select_tasks
-from mtlswin.models.weights import apply_pretrained
 
 __all__ = ["SegGatedSwin", "build_seg_gated_swin", "dilate", "load_segmenter"]
 
@@ -175,6 +175,8 @@ def _plain(value):
     SegGatedSwinConfig,
     test={**TEST_UNET, "gate_radius": 2},
     description="segmentation for classification: frozen Swin-Unet gates the input of a Swin classifier",
+    # its classifier is swin's (pooled features of the gated image); the segmenter comes from frozen_encoder
+    capabilities=Capabilities(linear_head=True, cam_align=True, frozen_encoder=True),
 )
 def build_seg_gated_swin(config: SegGatedSwinConfig) -> nn.Module:
     """Build the model; with ``frozen_encoder`` set, the segmenter's weights (and input standardisation) come

@@ -3,9 +3,9 @@
 The conventions of :mod:`mtlswin.config` (and its helpers): unknown keys and wrongly typed values are
 ``ValueError``s naming the key; ``--set section.key=value`` overrides, values parsed as YAML.
 
-- ``model``: a Swin-family registry name (``swin``, ``swin_tiny``, ``swin_unet``, ``mtl_swin_unet``,
-  ``joint_swin``, ...) and options of its config: the encoder is built with that model's sizes, so the
-  written ``encoder.safetensors`` fits ``model.pretrained`` of the same sizes.
+- ``model``: the registry name of a model that declares ``simmim_pretrain`` (``swin``, ``swin_tiny``,
+  ``swin_unet``, ``mtl_swin_unet``, ``joint_swin``, ...) and options of its config: the encoder is built
+  with that model's sizes, so the written ``encoder.safetensors`` fits ``model.pretrained`` of the same sizes.
 - ``data``: ``inputs`` (manifest CSVs, folders, image files, NIfTI volumes, DICOM series folders; labels and
   masks of a manifest are ignored), ``img_size``, ``window``, ``batch_size``, ``num_workers``, ``normalize``.
 - ``pretrain``: SimMIM and optimisation (AdamW, linear warm-up, cosine decay per step).
@@ -31,10 +31,10 @@ from mtlswin.config import (
     _unknown,
     apply_overrides,
 )
+from mtlswin.io import atomic_write_text
+from mtlswin.models.registry import models_with
 
 __all__ = ["PretrainConfig", "PretrainDataConfig", "SimMIMConfig", "load_pretrain_config", "pretrain_config_from_dict"]
-
-SWIN_FAMILIES = ("swin", "swin_tiny", "swin_unet", "mtl_swin_unet", "joint_swin", "joint_swin_tiny")
 
 
 @dataclass
@@ -108,8 +108,9 @@ def pretrain_config_from_dict(raw: dict[str, Any], name: str | None = None) -> P
         trainer=_trainer_section(raw.get("trainer")),
         output=_section(OutputConfig, raw.get("output"), "output"),
     )
-    if config.model.name not in SWIN_FAMILIES:
-        raise ValueError(f"model.name must be a Swin family ({', '.join(SWIN_FAMILIES)}), got {config.model.name!r}")
+    swin_families = models_with("simmim_pretrain")
+    if config.model.name not in swin_families:
+        raise ValueError(f"model.name must be a Swin family ({', '.join(swin_families)}), got {config.model.name!r}")
     if config.output.name is None:
         config.output.name = name or "pretrain"
     if isinstance(config.data.window, list):
@@ -176,6 +177,4 @@ def _apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
 
 
 def save_pretrain_config(config: PretrainConfig, path: str | Path) -> None:
-    from mtlswin.io import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -45,7 +45,7 @@ from mtlswin.data.volumes import SliceInput, expand_slices
 from mtlswin.io import created_dir
 from mtlswin.models.checkpoint import ENCODER_NAME, save_encoder
 from mtlswin.models.encoder import SwinEncoder
-from mtlswin.models.registry import build_config
+from mtlswin.models.factory import build_config
 from mtlswin.pretrain.config import PretrainConfig, save_pretrain_config
 from mtlswin.pretrain.simmim import SimMIM, default_mask_patch, random_mask
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO

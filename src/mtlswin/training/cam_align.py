@@ -15,7 +15,8 @@
   its hematoma). Other slices add nothing; a batch without any gives an exact 0.
 
 Supported: models whose classifier is GAP + ``model.head`` (``nn.Linear``) on one NHWC bottleneck that is
-their only Grad-CAM target: ``swin``, ``swin_tiny``, ``mtl_swin_unet``. Others raise a ``ValueError``.
+their only Grad-CAM target, the models that declare ``cam_align`` in the registry
+(:class:`mtlswin.models.registry.Capabilities`). Others raise a ``ValueError`` naming them.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CAM_ALIGN_MODELS", "CamAlignGuidance", "cam_target", "class_activation_map", "soft_dice"]
+from mtlswin.models.registry import models_with
 
-CAM_ALIGN_MODELS = ("swin", "swin_tiny", "mtl_swin_unet")
+__all__ = ["CamAlignGuidance", "cam_target", "class_activation_map", "soft_dice"]
 
 
 def class_activation_map(features: Tensor, weight: Tensor, size: tuple[int, int], eps: float = 1e-6) -> Tensor:
@@ -46,12 +47,15 @@ def soft_dice(cam: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
 
 def cam_target(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
     """``(layer whose NHWC output the head pools, the head)`` of a supported model, else a ``ValueError``."""
+    supported = models_with("cam_align")
+    name = getattr(model, "model_name", type(model).__name__)
     layers = model.cam_target_layers() if callable(getattr(model, "cam_target_layers", None)) else []
     head = getattr(model, "head", None)
-    if len(layers) != 1 or not isinstance(head, nn.Linear) or getattr(model, "cam_reshape", None) is None:
+    structure = len(layers) == 1 and isinstance(head, nn.Linear) and getattr(model, "cam_reshape", None) is not None
+    if name not in supported or not structure:  # the structure: mtl_swin_unet without "cls" has no head
         raise ValueError(
             f"train.guidance 'cam_align' needs a classifier that is GAP + a linear head on one bottleneck of tokens "
-            f"({', '.join(CAM_ALIGN_MODELS)}); {getattr(model, 'model_name', type(model).__name__)} is not one"
+            f"({', '.join(supported)}); {name} is not one"
         )
     return layers[0], head
 

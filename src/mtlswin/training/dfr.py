@@ -34,9 +34,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtlswin.models.registry import models_with
+
 __all__ = [
     "C_GRID",
-    "SUPPORTED_MODELS",
     "Features",
     "LinearFit",
     "balanced_subsample",
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-SUPPORTED_MODELS = ("swin", "swin_tiny", "seg_gated_swin", "mtl_swin_unet")  # GAP + one Linear head on the bottleneck
 C_GRID = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)  # the paper's grid of inverse L1 strengths
 
 
@@ -84,10 +84,11 @@ class LinearFit:
 
 def _check_model(model: nn.Module) -> str:
     name = getattr(model, "model_name", type(model).__name__)
-    if name not in SUPPORTED_MODELS or not isinstance(getattr(model, "head", None), nn.Linear):
+    supported = models_with("linear_head")  # GAP + one Linear head on the bottleneck
+    if name not in supported or not isinstance(getattr(model, "head", None), nn.Linear):
         raise ValueError(
             f"DFR and the cue probe need a classifier whose head is one Linear on pooled Swin features "
-            f"({', '.join(SUPPORTED_MODELS)}); this run's model is {name!r}"
+            f"({', '.join(supported)}); this run's model is {name!r}"
         )
     return name
 

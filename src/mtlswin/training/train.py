@@ -30,6 +30,9 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from mtlswin.config import Config, save_config
 from mtlswin.data.datamodule import CTDataModule
 from mtlswin.io import atomic_path, atomic_write_text, created_dir
+from mtlswin.models import create_model, save_model
+from mtlswin.models.checkpoint import resolve_checkpoint
+from mtlswin.models.registry import get_entry
 from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
 from mtlswin.training.allocation import keep_freed_memory, unfilled_empty_tensors
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
@@ -46,8 +49,6 @@ log = logging.getLogger(__name__)
 
 def resolve_weights_path(path: str | Path) -> Path:
     """A run folder -> its ``model.safetensors``; a file stays as it is. A ``ValueError`` if neither exists."""
-    from mtlswin.models.checkpoint import resolve_checkpoint
-
     try:
         return resolve_checkpoint(path)
     except FileNotFoundError as err:
@@ -77,12 +78,10 @@ def resolve_input_norm(config: Config, datamodule: CTDataModule) -> None:
 
 def build_model(config: Config) -> torch.nn.Module:
     """``create_model(model.name, **model.options)``; ``frozen_encoder`` may name a trained swin_unet run folder."""
-    from mtlswin.models import create_model
-
     options = dict(config.model.options)
     if options.get("frozen_encoder"):
         options["frozen_encoder"] = str(resolve_weights_path(options["frozen_encoder"]))
-    elif config.model.name.startswith("joint_swin") or config.model.name == "seg_gated_swin":
+    elif get_entry(config.model.name).capabilities.frozen_encoder:
         log.warning(
             "model.frozen_encoder is not set: the frozen part (a trained Swin-Unet's encoder or segmenter) of %s "
             "stays randomly initialised",
@@ -155,8 +154,6 @@ def build_trainer(config: Config, run_dir: Path, callbacks: list[pl.Callback]) -
 
 def _export_best(module: MTLModule, run_dir: Path, best_path: str | None) -> Path:
     """``RUN/model.safetensors`` from ``best.ckpt``; the final in-memory weights when no validation ran."""
-    from mtlswin.models import save_model
-
     if best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)

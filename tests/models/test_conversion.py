@@ -15,9 +15,9 @@ from timm.models.swin_transformer import SwinTransformer
 
 from mtlswin.cli import main
 from mtlswin.models import create_model, load_model
-from mtlswin.models import weights as weights_module
-from mtlswin.models.checkpoint import read_state_dict
-from mtlswin.models.convert import (
+from mtlswin.models.conversion import timm_hub
+from mtlswin.models.conversion.files import read_state_dict
+from mtlswin.models.conversion.swin import (
     detect_format,
     from_authors_joint,
     from_authors_mtl,
@@ -275,12 +275,10 @@ def test_pretrained_local_file_uses_the_converter_that_fits(tmp_path):
 
 
 def test_pretrained_timm_goes_through_the_timm_loader(monkeypatch):
-    import mtlswin.models.pretrained as pretrained
-
     ref = _imagenet_like()
     asked = []
-    monkeypatch.setattr(pretrained, "timm_pretrained_state_dict", lambda name: asked.append(name) or ref.state_dict())
-    monkeypatch.setattr(weights_module, "timm_name_for", lambda config: "swin_tiny_patch4_window7_224")
+    monkeypatch.setattr(timm_hub, "timm_pretrained_state_dict", lambda name: asked.append(name) or ref.state_dict())
+    monkeypatch.setattr(timm_hub, "timm_name_for", lambda config: "swin_tiny_patch4_window7_224")
     opts = {"img_size": 32, "patch_size": 2, "window_size": 4, "embed_dim": 8, "depths": (2, 2), "num_heads": (1, 2)}
     model = create_model("swin", **opts, pretrained="timm")
     assert asked == ["swin_tiny_patch4_window7_224"]

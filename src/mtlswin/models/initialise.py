@@ -1,12 +1,15 @@
-"""Weights from files: the ``pretrained`` config field, the frozen encoder of Joint-Swin, ``convert`` files.
+"""Initialise a built model from weight files: the ``pretrained`` and ``frozen_encoder`` config fields.
 
-File reading is here; the key mapping is in :mod:`mtlswin.models.convert` (pure functions) and our
-own checkpoint format in :mod:`mtlswin.models.checkpoint`.
+``pretrained`` is None, ``"timm"`` (ImageNet Swin through :mod:`mtlswin.models.conversion.timm_hub`), our
+checkpoint of a whole model, an encoder checkpoint of ``mtlswin pretrain`` (:func:`load_pretrained_encoder`)
+or a foreign file (converted by :func:`mtlswin.models.conversion.files.load_foreign`). ``frozen_encoder``
+fills Joint-Swin's frozen encoder from a segmentation checkpoint (:func:`load_encoder_weights`). Our
+formats are in :mod:`mtlswin.models.checkpoint`, the key mapping of foreign ones in
+:mod:`mtlswin.models.conversion`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 from pathlib import Path
@@ -14,29 +17,14 @@ from typing import Any
 
 from torch import nn
 
-from mtlswin.models import convert
-from mtlswin.models.checkpoint import (
-    is_encoder_checkpoint,
-    read_checkpoint,
-    read_encoder_checkpoint,
-    read_state_dict,
-    save_model,
-)
-from mtlswin.models.configs import MTL_SIZES
+from mtlswin.models.checkpoint import is_encoder_checkpoint, read_checkpoint, read_encoder_checkpoint
+from mtlswin.models.conversion import timm_hub
+from mtlswin.models.conversion.files import load_foreign, read_state_dict
+from mtlswin.models.conversion.swin import check_shapes, from_swin_imagenet, map_encoder_state, strip_prefixes
+from mtlswin.models.encoder import SwinEncoder
 from mtlswin.models.load_report import LoadReport
-from mtlswin.models.registry import create_model, get_entry
 
-__all__ = [
-    "CONVERTERS",
-    "DEFAULT_MODEL",
-    "apply_pretrained",
-    "convert_file",
-    "inferred_options",
-    "load_encoder_weights",
-    "load_foreign",
-    "load_pretrained_encoder",
-    "timm_name_for",
-]
+__all__ = ["ENCODER_ATTRS", "apply_pretrained", "load_encoder_weights", "load_pretrained_encoder"]
 
 log = logging.getLogger(__name__)
 # Attributes under which the Swin families keep their SwinEncoder(s); an encoder checkpoint fills every one.
@@ -44,51 +32,20 @@ ENCODER_ATTRS = ("encoder", "frozen_encoder")
 # Sizes an encoder checkpoint must share with the model it initialises (img_size may differ: no weight depends on it).
 _STRUCTURE = ("patch_size", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio", "qkv_bias")
 
-CONVERTERS = {
-    "swin-imagenet": convert.from_swin_imagenet,
-    "authors-mtl": convert.from_authors_mtl,
-    "authors-joint": convert.from_authors_joint,
-    "swin-unet": convert.from_swin_unet,
-}
-
-
-def timm_name_for(config: Any) -> str:
-    """The timm ImageNet Swin whose weights fit ``config`` (Swin-T weights for the paper's 2-2-2-2, as Swin-Unet)."""
-    deepest = max(config.depths)
-    names = {96: "swin_tiny_patch4_window7_224" if deepest <= 6 else "swin_small_patch4_window7_224"}
-    names |= {128: "swin_base_patch4_window7_224", 192: "swin_large_patch4_window7_224"}
-    if config.embed_dim not in names:
-        raise ValueError(
-            f"no ImageNet Swin in timm has embed_dim {config.embed_dim}; use 96, 128 or 192, "
-            "or set pretrained to a local checkpoint file"
-        )
-    return names[config.embed_dim]
-
-
-def load_foreign(model: nn.Module, path: str | Path, fmt: str | None = None, allow_partial: bool = False):
-    """Load a foreign checkpoint file into ``model`` with the converter of ``fmt`` (guessed when None)."""
-    state = read_state_dict(path)
-    fmt = fmt or convert.detect_format(state)
-    if fmt not in CONVERTERS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; choose one of {', '.join(CONVERTERS)}")
-    return CONVERTERS[fmt](model, state, allow_partial=allow_partial)
-
 
 def apply_pretrained(model: nn.Module, config: Any) -> nn.Module:
     """Initialise ``model`` from ``config.pretrained``: None (nothing), ``"timm"`` or a local file; returns ``model``.
 
     A local file is our checkpoint (``.safetensors``, loaded whole and strictly) or a foreign one,
     loaded with the converter its keys call for. ``"timm"`` downloads ImageNet Swin weights through
-    :func:`mtlswin.models.pretrained.timm_pretrained_state_dict`, which fails at once when offline.
+    :func:`mtlswin.models.conversion.timm_hub.timm_pretrained_state_dict`, which fails at once when offline.
     """
     source = getattr(config, "pretrained", None)
     if source is None:
         return model
     if source == "timm":
-        from mtlswin.models.pretrained import timm_pretrained_state_dict
-
-        name = timm_name_for(config)
-        convert.from_swin_imagenet(model, timm_pretrained_state_dict(name), source=f"timm:{name}")
+        name = timm_hub.timm_name_for(config)
+        from_swin_imagenet(model, timm_hub.timm_pretrained_state_dict(name), source=f"timm:{name}")
         return model
     path = Path(source)
     if not path.exists():
@@ -129,8 +86,6 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path, config: Any = No
     The input standardisation the encoder was pretrained with is in the file; a model built with another
     one gets a warning naming the values (``data.normalize: [mean, std]`` reproduces them).
     """
-    from mtlswin.models.encoder import SwinEncoder
-
     path = Path(path)
     state, meta = read_encoder_checkpoint(path)
     encoders = {name: m for name in ENCODER_ATTRS if isinstance(m := getattr(model, name, None), SwinEncoder)}
@@ -145,7 +100,7 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path, config: Any = No
     report = LoadReport(f"{path} (Swin encoder, {meta['info'].get('method', 'pretrained')})")
     own = {name: enc.state_dict() for name, enc in encoders.items()}
     for name, keys in own.items():
-        convert.check_shapes(state, keys, "encoder")
+        check_shapes(state, keys, "encoder")
         report.missing += [f"{name}.{k}" for k in keys if k not in state]
         report.loaded += [f"{name}.{k}" for k in keys if k in state]
     report.unexpected = [k for k in state if not all(k in keys for keys in own.values())]
@@ -183,68 +138,18 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> LoadReport:
         report.ignored = {k: "not part of the encoder" for k in state if not k.startswith("encoder.")}
         report.used = [k for k in state if k.startswith("encoder.")]
     else:
-        src = convert.strip_prefixes(read_state_dict(path), "module.", "swin_unet.")
+        src = strip_prefixes(read_state_dict(path), "module.", "swin_unet.")
         report = LoadReport(f"{path} (Swin-Unet layout)")
         enc = {k: v for k, v in src.items() if k.startswith(("patch_embed.", "layers.", "norm."))}
-        mapped, ignored, extra, unexpected = convert.map_encoder_state(enc, encoder)
+        mapped, ignored, extra, unexpected = map_encoder_state(enc, encoder)
         report.ignored = {**ignored, **{k: "not part of the encoder" for k in src if k not in enc}}
         report.unexpected = extra + unexpected
         report.used = [k for k in enc if k not in ignored and k not in extra and k not in unexpected]
     own = encoder.state_dict()
-    convert.check_shapes(mapped, own, "encoder")
+    check_shapes(mapped, own, "encoder")
     report.unexpected += [k for k in mapped if k not in own]
     report.missing = [k for k in own if k not in mapped]
     report.loaded = [k for k in mapped if k in own]
     report.check(allow_partial=False)
     encoder.load_state_dict(mapped, strict=True)
     return report
-
-
-DEFAULT_MODEL = {
-    "swin-imagenet": "swin",
-    "authors-mtl": "mtl_swin_unet",
-    "authors-joint": "joint_swin",
-    "swin-unet": "swin_unet",
-}
-
-
-def inferred_options(fmt: str, state: dict, model_name: str) -> dict:
-    """Model options read off a foreign state dict (sizes, classes), restricted to the fields of ``model_name``.
-
-    Nothing is inferred for ``swin-imagenet``: ImageNet weights initialise a model of the paper's sizes
-    (Swin-T weights into depths 2-2-2-2 as Swin-Unet does), so the model's own defaults apply.
-    """
-    if fmt == "swin-imagenet":
-        return {}
-    prefix = "swin_unet."
-    options = convert.infer_swin_unet_config(state, prefix)
-    if fmt == "authors-joint":
-        options.pop("n_seg_classes", None)
-        head = convert.strip_prefixes(state, "module.").get("head_cls.weight")
-        if head is not None:
-            options["n_classes"] = int(head.shape[0])
-    fields = {f.name for f in dataclasses.fields(get_entry(model_name).config_cls)}
-    if "size" in fields and tuple(options.get("depths", ())) == MTL_SIZES["tiny"]:
-        options["size"] = "tiny"
-    return {k: v for k, v in options.items() if k in fields}
-
-
-def convert_file(
-    fmt: str,
-    src: str | Path,
-    out: str | Path,
-    model_name: str | None = None,
-    overrides: dict | None = None,
-    allow_partial: bool = False,
-) -> tuple[nn.Module, LoadReport]:
-    """Read a foreign checkpoint, build our model (options inferred from the file, then ``overrides``),
-    convert the weights and save our checkpoint to ``out``. Returns ``(model, report)``."""
-    if fmt not in CONVERTERS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; choose one of {', '.join(CONVERTERS)}")
-    state = read_state_dict(src)
-    name = model_name or DEFAULT_MODEL[fmt]
-    options = {**inferred_options(fmt, state, name), **(overrides or {})}
-    model = create_model(name, **options)
-    report = CONVERTERS[fmt](model, state, allow_partial=allow_partial)
-    save_model(model, out)
-    return model, report

@@ -1,6 +1,6 @@
 """Foreign checkpoints -> our models: one pure function per source format, each returning a :class:`LoadReport`.
 
-"Pure": no file I/O (see :mod:`mtlswin.models.weights` for files); a converter maps the given state
+"Pure": no file I/O (see :mod:`mtlswin.models.conversion.files` for files); a converter maps the given state
 dict onto the given model's keys, loads it, and raises if the load would be partial (any ``missing``
 or ``unexpected`` key) unless ``allow_partial=True``. Formats:
 
@@ -31,6 +31,7 @@ from torch import nn
 from mtlswin.models.load_report import LoadReport, gray_kernel
 
 __all__ = [
+    "CONVERTERS",
     "FORMATS",
     "check_shapes",
     "detect_format",
@@ -325,3 +326,11 @@ def infer_swin_unet_config(state_dict: Mapping, prefix: str = "swin_unet.") -> d
     if "output.weight" in sd:
         out["n_seg_classes"] = int(sd["output.weight"].shape[0])
     return out
+
+
+CONVERTERS = {
+    "swin-imagenet": from_swin_imagenet,
+    "authors-mtl": from_authors_mtl,
+    "authors-joint": from_authors_joint,
+    "swin-unet": from_swin_unet,
+}  # the keys are FORMATS, in that order
