@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from mtlswin.pipeline.claims import method_claims
+from mtlswin.pipeline.configs import config_path
 from mtlswin.pipeline.methods import methods_markdown, methods_table
-from mtlswin.pipeline.presets import ALL_ROWS, METHODS, get_preset, ordered_rows
-from mtlswin.pipeline.reproduce import config_path
+from mtlswin.pipeline.presets import METHODS, get_preset
+from mtlswin.pipeline.rows import ordered_rows, row_labels
 
 
 def test_methods_preset_rows_have_configs_and_come_in_dependency_order():
@@ -23,7 +24,8 @@ def test_methods_preset_rows_have_configs_and_come_in_dependency_order():
     order = ordered_rows(preset.rows)
     assert order.index("swin_unet") < order.index("seg_gated_swin")  # its frozen segmenter
     assert order.index("swin") < order.index("swin_dfr") and order[-1] == "swin_dfr"
-    assert get_preset("mask-budget").mask_budgets == (1.0, 0.3, 0.1)
+    axis = get_preset("mask-budget").axis
+    assert axis is not None and axis.kind == "mask_budget" and axis.values == (1.0, 0.3, 0.1)
 
 
 def test_method_claims_compare_each_method_with_swin_and_mtl_with_each_method():
@@ -58,7 +60,7 @@ def test_methods_table_means_over_seeds_and_counts_runs_that_did_not_learn(tmp_p
     assert list(table["row"]) == ["swin", "swin", "swin_rrr"]
     assert table.loc[2, "not_learned"] == "test_b: 100.0% predicted negative"
     assert table.loc[0, "auc_trap"] == pytest.approx(0.4) and np.isnan(table.loc[2, "cue_probe_b"])
-    text = methods_markdown(table, ALL_ROWS)
+    text = methods_markdown(table, row_labels())
     swin_line = next(line for line in text.splitlines() if "(`swin`)" in line)
     assert swin_line.endswith(
         "| 2 | 0 | .900 ± .000 | .650 ± .071 | .350 ± .071 | .400 ± .000 | .200 ± .000 | .850 ± .071 |"

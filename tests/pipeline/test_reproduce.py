@@ -11,8 +11,10 @@ from PIL import Image
 
 from micro_runs import MICRO_RUN, set_args
 from mtlswin.cli import main
-from mtlswin.pipeline.presets import TABLE1_ROWS, get_preset, ordered_rows
-from mtlswin.pipeline.reproduce import config_path
+from mtlswin.pipeline.configs import config_path, row_overrides
+from mtlswin.pipeline.presets import get_preset
+from mtlswin.pipeline.rows import ordered_rows, table1_rows
+from mtlswin.pipeline.stages import Progress, time_table
 from mtlswin.training.evaluate import evaluate_run
 
 MICRO = ["train.epochs=1", *MICRO_RUN]
@@ -22,7 +24,7 @@ ROWS = ["swin", "joint_swin", "mtl_cls_seg"]
 def test_every_preset_row_has_a_shipped_config():
     for preset in ("demo", "demo-full", "paper"):
         p = get_preset(preset)
-        assert set(p.rows) <= set(TABLE1_ROWS)
+        assert set(p.rows) <= set(table1_rows())
         for row in p.rows:
             assert config_path(p, row).is_file()
     with pytest.raises(ValueError, match="unknown preset"):
@@ -113,8 +115,6 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
 
 
 def test_joint_swin_tiny_brings_its_own_swin_t_segmentation_run():
-    from mtlswin.pipeline.reproduce import row_overrides
-
     rows = ordered_rows(("joint_swin_tiny",))
     assert rows == ["swin_unet_tiny", "joint_swin_tiny"]
     assert row_overrides(get_preset("paper"), "swin_unet_tiny") == ["model.depths=[2,2,6,2]"]
@@ -183,8 +183,6 @@ def test_mask_budget_preset_shares_the_draws_and_plots_auc_against_the_budget(tm
 
 
 def test_the_time_table_names_the_stages_a_rerun_found_done():
-    from mtlswin.pipeline.stages import Progress, time_table
-
     lines: list[str] = []
     progress = Progress(lines.append)
     progress.stage("data", lambda: True, lambda: None)

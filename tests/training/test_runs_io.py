@@ -284,7 +284,10 @@ def test_split_warns_about_test_sets_with_few_positives(tiny_data):
 
 
 def test_reproduce_done_needs_a_valid_model_and_the_same_config(trained_run, tmp_path):
-    from mtlswin.pipeline.reproduce import _evaluated, _has_logits, _run_ok, _set_aside
+    from mtlswin.pipeline.run_state import has_logits as _has_logits
+    from mtlswin.pipeline.run_state import run_done as _run_ok
+    from mtlswin.pipeline.run_state import run_evaluated as _evaluated
+    from mtlswin.pipeline.run_state import set_aside as _set_aside
 
     run = tmp_path / "runs" / "mtl"
     shutil.copytree(trained_run, run)

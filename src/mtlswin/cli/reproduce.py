@@ -1,4 +1,8 @@
-"""``mtlswin reproduce``: the paper's experiment end to end (see :mod:`mtlswin.pipeline.reproduce`)."""
+"""``mtlswin reproduce``: the paper's experiment end to end (see :mod:`mtlswin.pipeline.reproduce`).
+
+The pipeline itself is imported when the command runs: it brings the training, evaluation and audit code,
+which ``mtlswin --help`` does not need.
+"""
 
 from __future__ import annotations
 

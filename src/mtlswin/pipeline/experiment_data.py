@@ -13,12 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from mtlswin.data.manifest import read_manifest
+from mtlswin.data.phantom import SynthConfig, write_dataset
+from mtlswin.data.splits import check_splits, make_splits, read_splits, split_table, split_warnings, write_splits
 from mtlswin.pipeline.presets import Preset
+from mtlswin.pipeline.run_state import EVAL_SPLITS
 from mtlswin.pipeline.stages import Progress
 
 __all__ = ["EVAL_SPLITS", "SeedData", "draw_seed", "eval_splits", "protocol_text", "seed_data", "split_has_masks"]
-
-EVAL_SPLITS = ("test_a", "test_b")
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,6 @@ def draw_seed(phantom_seed: int, training_seed: int) -> int:
 def _synth(
     out: Path, preset: Preset, slices: int | None, seed: int, spurious: float | None = None, workers: int = 1
 ) -> None:
-    from mtlswin.data.phantom import SynthConfig, write_dataset
-
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     options = dict(preset.phantom_options)
@@ -60,9 +62,6 @@ def _manifest_ok(manifest: Path) -> bool:
 
 
 def _splits_ok(manifest: Path, splits: Path, target: str) -> bool:
-    from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import check_splits, read_splits
-
     if not splits.is_file():
         return False
     table = read_manifest(manifest, target, check_files=False).table
@@ -76,9 +75,6 @@ def _splits_ok(manifest: Path, splits: Path, target: str) -> bool:
 def _make_splits(
     manifest: Path, splits: Path, target: str, seed: int, log: Callable[[str], None], options: dict | None = None
 ) -> None:
-    from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import make_splits, split_table, split_warnings, write_splits
-
     table = read_manifest(manifest, target, check_files=False).table  # files are checked by the data module
     parts = make_splits(table, target=target, protocol="paper", seed=seed, **(options or {}))
     write_splits(parts, splits)
@@ -88,8 +84,6 @@ def _make_splits(
 
 
 def split_has_masks(manifest: Path, splits: Path, split: str) -> bool:
-    import pandas as pd
-
     table = pd.read_csv(manifest, dtype={"mask": str}, keep_default_na=False)
     rows = pd.read_csv(splits)
     chosen = table.iloc[rows.loc[rows["split"] == split, "index"].to_numpy()]
@@ -98,9 +92,6 @@ def split_has_masks(manifest: Path, splits: Path, split: str) -> bool:
 
 def protocol_text(preset: Preset, data: dict[int, SeedData], target: str) -> str:
     """What the test sets hold (slices, positives, patients) and how the splits depart from the paper's."""
-    from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import read_splits, split_table
-
     tables = {}
     for seed, part in data.items():
         table = read_manifest(part.manifest, target, check_files=False).table
@@ -172,7 +163,5 @@ def seed_data(
 
 def eval_splits(data: SeedData) -> tuple[str, ...]:
     """test_a and test_b, and test_trap where the splits have one (a phantom with trap hospitals)."""
-    import pandas as pd
-
     present = set(pd.read_csv(data.splits)["split"])
     return EVAL_SPLITS + tuple(s for s in ("test_trap",) if s in present)

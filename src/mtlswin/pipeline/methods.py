@@ -1,7 +1,5 @@
 """The alternatives' stages and tables (``reproduce --preset methods`` and ``--preset mask-budget``).
 
-- derived rows: ``swin_dfr-seed<k>`` is ``swin-seed<k>`` with its last layer refitted by Deep Feature
-  Reweighting on the group-balanced validation split (:func:`mtlswin.training.dfr.dfr_run`);
 - the cue probe of every classifier on test B (:func:`mtlswin.training.cue_probe.cue_probe`);
 - the methods table: per row, mean ± sd over seeds of AUC on test A, B and the trap test set, worst-group
   accuracy on test B (the (label, cue) group the run classifies worst, at its threshold), cue sensitivity on
@@ -24,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from mtlswin.io import atomic_path, atomic_write_text
-from mtlswin.pipeline.claims import row_of, seed_of
+from mtlswin.pipeline.claims import row_of
 from mtlswin.pipeline.stages import time_table
+from mtlswin.training.cue_probe import cue_probe
 from mtlswin.training.learned import run_learning_failure
 from mtlswin.training.report import fmt_mean_sd
 
-__all__ = ["COLUMNS", "cue_probe_ok", "derive", "derived_ok", "methods_markdown", "methods_table", "run_cue_probe",
+__all__ = ["COLUMNS", "cue_probe_ok", "methods_markdown", "methods_table", "run_cue_probe",
            "write_budget_report"]  # fmt: skip
 
 # column -> (metrics.json split, key) or the cue probe's AUC
@@ -49,28 +48,11 @@ def _newer(path: Path, than: Path) -> bool:
     return path.is_file() and than.is_file() and path.stat().st_mtime >= than.stat().st_mtime
 
 
-def derived_ok(run: Path, source: Path) -> bool:
-    """The DFR run exists and was made from the source run's current weights."""
-    return (run / "model.safetensors").is_file() and _newer(run / "dfr.json", source / "model.safetensors")
-
-
-def derive(run: Path, source: Path) -> None:
-    """(Re)make the DFR run ``run`` from ``source`` (an older one is replaced whole)."""
-    import shutil
-
-    from mtlswin.training.dfr import dfr_run
-
-    shutil.rmtree(run, ignore_errors=True)
-    dfr_run(source, run, seed=seed_of(run))
-
-
 def cue_probe_ok(run: Path) -> bool:
     return _newer(run / "cue_probe.json", run / "model.safetensors")
 
 
 def run_cue_probe(run: Path) -> None:
-    from mtlswin.training.cue_probe import cue_probe
-
     cue_probe(run, "test_b")
 
 

@@ -1,31 +1,75 @@
-"""Presets of ``mtlswin reproduce``: which Table-1 rows to train, at which size, with which seeds."""
+"""Presets of ``mtlswin reproduce``: which rows to train, at which size, with which seeds, along which axis."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mtlswin.paper_table import TABLE1_LABELS
 from mtlswin.pipeline.claims import CLAIMS, Claim, method_claims
+from mtlswin.pipeline.rows import table1_rows
 
-# The 12 rows of the paper's Table 1, in the paper's order (config file stem -> label in tables).
-TABLE1_ROWS = TABLE1_LABELS
-# The published alternatives that use the same masks or cue labels (issue 21; docs/methods.md): config stem ->
-# label. ``swin_dfr`` is not trained: it is the trained ``swin`` run with its last layer refitted by DFR.
-METHOD_ROWS = {
-    "swin_rrr": "Swin + Right for the Right Reasons (masks)",
-    "swin_cam_align": "Swin + CAM alignment (masks)",
-    "seg_gated_swin": "Segmentation for classification (masks)",
-    "swin_groupdro": "Swin + GroupDRO (cue labels)",
-    "swin_dfr": "Swin + Deep Feature Reweighting (cue labels)",
+__all__ = ["AXIS_KINDS", "PRESETS", "Axis", "AxisKind", "Point", "Preset", "get_preset"]
+
+
+@dataclass(frozen=True)
+class AxisKind:
+    """What a preset's axis varies between its sub-experiments, and how one value reaches them.
+
+    ``folder`` and ``label`` format a value into the sub-experiment's folder under ``OUT`` and the tag of its
+    stage names; ``override`` (if any) formats it into a ``key=value`` override of every row; ``spurious``:
+    the value is the phantom's spurious strength (one phantom per value, so no ``--manifest``);
+    ``shared_data``: every value trains on the same data, drawn once under ``OUT``.
+    """
+
+    folder: str
+    label: str
+    override: str | None = None
+    spurious: bool = False
+    shared_data: bool = False
+
+
+AXIS_KINDS = {
+    # dose-response: the same rows on phantoms that differ only in the cue-label correlation (OUT/spurious-<s>/)
+    "spurious_strength": AxisKind("spurious-{:g}", "spurious {:g}", spurious=True),
+    # Saab et al.'s axis: the share of the training masks kept (whole patients), same data (OUT/mask-<f>/)
+    "mask_budget": AxisKind("mask-{:g}", "masks {:g}", override="data.mask_fraction={}", shared_data=True),
 }
-ALL_ROWS = {**TABLE1_ROWS, **METHOD_ROWS}
-DERIVED_ROWS = {"swin_dfr": "swin"}  # row -> the trained row it is made from (after training, before evaluation)
 
-# Rows whose frozen encoder comes from a trained Swin-Unet run, and the run they need. Joint-Swin-tiny's
-# frozen encoder has Swin-T depths, so it needs an auxiliary Swin-Unet trained with them (not a Table-1 row).
-SEGMENTATION_RUN_FOR = {"joint_swin": "swin_unet", "joint_swin_tiny": "swin_unet_tiny", "seg_gated_swin": "swin_unet"}
-NEEDS_SEGMENTATION_RUN = tuple(SEGMENTATION_RUN_FOR)
-AUXILIARY_ROWS = ("swin_unet_tiny",)
+
+@dataclass(frozen=True)
+class Point:
+    """One sub-experiment of a preset: its ``folder`` under ``OUT`` (empty: ``OUT`` itself), the ``label`` of its
+    stages (None: no tag), the phantom's ``spurious`` strength (None: the preset's), extra ``overrides`` of
+    every row, and whether its data is shared with the other points (drawn under ``OUT``)."""
+
+    value: float | None = None
+    folder: str = ""
+    label: str | None = None
+    spurious: float | None = None
+    overrides: tuple[str, ...] = ()
+    shared_data: bool = False
+
+
+@dataclass(frozen=True)
+class Axis:
+    """The one thing a preset varies between sub-experiments: ``kind`` (a key of :data:`AXIS_KINDS`) and its
+    ``values``, one sub-experiment each. The training seeds vary inside every sub-experiment."""
+
+    kind: str
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in AXIS_KINDS:
+            raise ValueError(f"unknown axis kind {self.kind!r}; choose one of: {', '.join(AXIS_KINDS)}")
+        if not self.values:
+            raise ValueError(f"axis {self.kind!r} has no values")
+
+    def points(self) -> tuple[Point, ...]:
+        kind = AXIS_KINDS[self.kind]
+        return tuple(
+            Point(value, kind.folder.format(value), kind.label.format(value), value if kind.spurious else None,
+                  (kind.override.format(value),) if kind.override else (), kind.shared_data)
+            for value in self.values
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,13 +80,13 @@ class Preset:
     preset generated when the user gives no manifest (None: a manifest is required), with
     ``phantom_options`` (fields of :class:`mtlswin.data.phantom.SynthConfig`: slices, size, twins, ...);
     ``split_options`` are keyword arguments of :func:`mtlswin.data.splits.make_splits` that depart from
-    the paper's protocol (the report states them); ``strengths``: spurious strengths of a dose-response
-    sweep (one phantom and one set of runs per strength; empty: one phantom at the default 0.9);
+    the paper's protocol (the report states them); ``axis``: what varies between the preset's
+    sub-experiments (:class:`Axis`: one phantom and one set of runs per spurious strength, or one set of runs
+    per share of the training masks kept, on the same data); None: one experiment in ``OUT``;
     ``draw_per_seed``: each training seed trains and is tested on a phantom draw of its own (the rows of one
     seed share it), so that the claims' intervals cover the data draw as well as the training seed;
     ``claims``: the comparisons tested (the paper's, or the alternatives'); ``cue_probe``: probe every
-    classifier's features for the cue on test B; ``mask_budgets``: train the rows once per share of the training
-    masks kept (``data.mask_fraction``), on the same data, into ``OUT/mask-<f>/``.
+    classifier's features for the cue on test B.
     """
 
     name: str
@@ -54,11 +98,14 @@ class Preset:
     description: str = ""
     phantom_options: dict = field(default_factory=dict)
     split_options: dict = field(default_factory=dict)
-    strengths: tuple[float, ...] = ()
+    axis: Axis | None = None
     draw_per_seed: bool = False
     claims: tuple[Claim, ...] = CLAIMS
     cue_probe: bool = False
-    mask_budgets: tuple[float, ...] = ()
+
+    def points(self) -> tuple[Point, ...]:
+        """The sub-experiments: one per value of the axis, or the whole of ``OUT`` without one."""
+        return self.axis.points() if self.axis is not None else (Point(),)
 
 
 # The demo's data: enough slices for statistics with power (>= 40 positives in each test set, > 3,000
@@ -71,7 +118,7 @@ DEMO_SPLITS = {"test_a_fraction": 0.25, "test_b_size": "all"}
 # training hospitals' strength, profiles of hospitals 1 and 2, every slice with its twin; as many slices as test B).
 METHODS_PHANTOM = {**DEMO_PHANTOM, "trap_hospitals": 2}
 METHODS = ("mtl_cls_seg", "swin_rrr", "swin_cam_align", "seg_gated_swin", "swin_groupdro", "swin_dfr")
-# The rows the demo must have within 30 min at the calibrated 24 epochs (issue 19): Swin, MTL-Swin-Unet (cls+seg),
+# The rows the demo must have within 30 min at the calibrated 24 epochs: Swin, MTL-Swin-Unet (cls+seg),
 # and Joint-Swin with the Swin-Unet it freezes. cls+seg+rec and the rest are in demo-full.
 HEADLINE_ROWS = ("swin", "swin_unet", "joint_swin", "mtl_cls_seg")
 
@@ -91,7 +138,7 @@ PRESETS: dict[str, Preset] = {
     "demo-full": Preset(
         name="demo-full",
         config_dir="demo",
-        rows=tuple(TABLE1_ROWS),
+        rows=table1_rows(),
         seeds=(0, 1, 2),
         phantom="demo",
         description="CPU, all 12 rows at demo size, three seeds each, 24 epochs (not timed; several hours on 2 cores)",
@@ -106,11 +153,11 @@ PRESETS: dict[str, Preset] = {
         seeds=(0,),
         phantom="demo",
         description="CPU, dose-response: Swin and MTL-Swin-Unet (cls+seg), seed 0, at spurious strength 0, 0.5 "
-        "and 0.9, 24 epochs (18.5 min measured on 2 cores; add rows with --rows)",
+        "and 0.9, 24 epochs (add rows with --rows)",
         phantom_options=DEMO_PHANTOM,
         split_options=DEMO_SPLITS,
         draw_per_seed=True,
-        strengths=(0.0, 0.5, 0.9),
+        axis=Axis("spurious_strength", (0.0, 0.5, 0.9)),
     ),
     "methods": Preset(
         name="methods",
@@ -120,7 +167,7 @@ PRESETS: dict[str, Preset] = {
         phantom="demo",
         description="CPU, the alternatives a reviewer asks for (RRR, CAM alignment, segmentation for classification, "
         "GroupDRO, DFR) beside Swin and MTL-Swin-Unet (cls+seg), seeds 0-2, one phantom draw per seed with a trap "
-        "test set, the demo's recipe (53.1 min measured on 2 cores)",
+        "test set, the demo's recipe",
         phantom_options=METHODS_PHANTOM,
         split_options=DEMO_SPLITS,
         draw_per_seed=True,
@@ -134,18 +181,17 @@ PRESETS: dict[str, Preset] = {
         seeds=(0, 1, 2),
         phantom="demo",
         description="CPU, Saab et al.'s axis: MTL-Swin-Unet (cls+seg) and RRR with masks on 100%, 30% and 10% of the "
-        "training slices that have one (whole patients), seeds 0-2, one phantom draw per seed with a trap test set "
-        "(53.7 min measured on 2 cores)",
+        "training slices that have one (whole patients), seeds 0-2, one phantom draw per seed with a trap test set",
         phantom_options=METHODS_PHANTOM,
         split_options=DEMO_SPLITS,
         draw_per_seed=True,
         claims=(),
-        mask_budgets=(1.0, 0.3, 0.1),
+        axis=Axis("mask_budget", (1.0, 0.3, 0.1)),
     ),
     "paper": Preset(
         name="paper",
         config_dir="paper",
-        rows=tuple(TABLE1_ROWS),
+        rows=table1_rows(),
         seeds=(0,),
         phantom="paper",
         description="GPU, all 12 rows with the paper's sizes, epochs and hyper-parameters",
@@ -158,17 +204,3 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def ordered_rows(rows: tuple[str, ...]) -> list[str]:
-    """Rows in training order: the Swin-Unet runs come before the Joint-Swin rows that need them."""
-    unknown = [r for r in rows if r not in ALL_ROWS]
-    if unknown:
-        raise ValueError(f"unknown rows {unknown}; choose from: {', '.join(ALL_ROWS)}")
-    rows_list = list(dict.fromkeys(rows))
-    for row in rows:
-        needed = SEGMENTATION_RUN_FOR.get(row) or DERIVED_ROWS.get(row)
-        if needed and needed not in rows_list:
-            rows_list.append(needed)
-    order = [*AUXILIARY_ROWS, *ALL_ROWS]
-    return sorted(rows_list, key=lambda r: (r in DERIVED_ROWS, r in NEEDS_SEGMENTATION_RUN, order.index(r)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtlswin.pipeline.parallel import RunClock
+from mtlswin.pipeline.executors.local import RunClock
 
 
 def test_run_clock_estimates_the_time_left_from_mean_run_time_and_parallel_slots():

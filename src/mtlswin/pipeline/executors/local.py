@@ -1,13 +1,13 @@
-"""Train independent runs side by side on a CPU: N worker processes with ``cores / N`` threads each.
+"""The local executor: a schedule's runs on this machine, one after the other or side by side.
 
-The demo's models are small enough that PyTorch cannot keep two cores busy on one of them: measured
-on 2 cores, a demo ``swin`` step takes 0.094 s with one thread and 0.094 s with two, an MTL step
-0.219 s and 0.187 s. Two runs at one thread each therefore train about 1.8x as many steps per
-second as one run at two threads. Runs wait for the runs they depend on (a Joint-Swin run for its
-Swin-Unet). Workers are spawned (not forked: forking a process that already runs OpenMP threads can
-deadlock) and kept for the whole schedule.
+With one slot (``jobs`` 1, or a single run) the runs train in this process, one stage each. With several,
+N worker processes train N runs at a time with ``cores / N`` threads each: the demo's models are small
+enough that PyTorch cannot keep two cores busy on one of them (a step takes about as long on two threads as on
+one), so runs at one thread each side by side train more steps per second than one run on every thread.
+Runs wait for the runs they depend on (a Joint-Swin run for its Swin-Unet). Workers are spawned (not forked:
+forking a process that already runs OpenMP threads can deadlock) and kept for the whole schedule.
 
-A task can carry its test splits (``TrainTask.evaluate``): its worker then evaluates the run as soon as it is
+A run can carry its test splits (``TrainRun.evaluate``): in a worker it is then evaluated as soon as it is
 trained, in the same slot. The evaluations so fill the slots that runs waiting for a dependency or the last
 run alone would leave idle, instead of running one after the other once every run is trained.
 """
@@ -18,25 +18,23 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-__all__ = ["RunClock", "TrainTask", "default_jobs", "run_tasks", "train_config"]
+import torch
 
+from mtlswin.config import load_config
+from mtlswin.pipeline.executors.base import RunResult
+from mtlswin.pipeline.run_state import run_evaluated
+from mtlswin.pipeline.schedule import Schedule, TrainRun
+from mtlswin.pipeline.stages import Progress
+from mtlswin.training.evaluate import evaluate_run
+from mtlswin.training.train import train
 
-@dataclass
-class TrainTask:
-    """One training run: its name, config file, overrides, the names of the runs it needs first, the
-    digest of its resolved config (:func:`mtlswin.runs.config_digest`: what tells a finished run), and the
-    splits to evaluate it on right after training (``None``: evaluated elsewhere, or not at all)."""
+__all__ = ["LocalExecutor", "RunClock", "default_jobs", "run_tasks", "train_config"]
 
-    name: str
-    config: Path
-    overrides: list[str]
-    needs: list[str] = field(default_factory=list)
-    digest: str | None = None
-    evaluate: tuple[str, ...] | None = None
+# Several runs share the terminal: no per-run progress bars or model summaries, one line per event.
+QUIET = ("trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
 
 
 class RunClock:
@@ -66,8 +64,6 @@ def default_jobs(cpu_only: bool) -> int:
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
 
 
@@ -79,17 +75,12 @@ def train_config(config: Path, overrides: list[str]) -> float:
 def _train_and_evaluate(config: Path, overrides: list[str], splits: tuple[str, ...] | None) -> tuple[float, float]:
     """A worker's task: train (or resume) the run of ``config`` + ``overrides``, then (with ``splits``) evaluate it,
     from the config read once; seconds of each (:func:`train_config` is this without ``splits``)."""
-    from mtlswin.config import load_config
-    from mtlswin.training.train import train
-
     start = time.perf_counter()
     cfg = load_config(config, overrides)
     train(cfg, resume=(cfg.run_dir / "checkpoints" / "last.ckpt").is_file())
     seconds = time.perf_counter() - start
     if not splits:
         return seconds, 0.0
-    from mtlswin.training.evaluate import evaluate_run
-
     start = time.perf_counter()
     try:
         evaluate_run(cfg.run_dir, splits)
@@ -99,7 +90,7 @@ def _train_and_evaluate(config: Path, overrides: list[str], splits: tuple[str, .
 
 
 def run_tasks(
-    tasks: Sequence[TrainTask], jobs: int, log: Callable[[str], None] = print, quiet_overrides: Sequence[str] = ()
+    tasks: Sequence[TrainRun], jobs: int, log: Callable[[str], None] = print, quiet_overrides: Sequence[str] = ()
 ) -> dict[str, float]:
     """Train ``tasks`` with ``jobs`` processes (dependencies first), each evaluated right after training where
     the task names its splits; returns seconds per run (training only).
@@ -112,7 +103,7 @@ def run_tasks(
     done: set[str] = set()
     seconds: dict[str, float] = {}
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    running: dict[Future, TrainTask] = {}
+    running: dict[Future, TrainRun] = {}
     clock = RunClock(len(tasks), jobs)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as pool:  # fmt: skip
@@ -139,3 +130,45 @@ def run_tasks(
                 progress = clock.finished(seconds[task.name] + evaluated)
                 log(f"train {task.name}: done in {seconds[task.name]:.1f} s{tail} ({progress})")
     return seconds
+
+
+class LocalExecutor:
+    """Trains a schedule on this machine, ``jobs`` runs at a time (see the module's docstring).
+
+    ``progress`` times the work (one stage per run with one slot; one line for all with several, named after
+    ``tag``, the sub-experiment); ``log`` prints a line per event.
+    """
+
+    def __init__(self, jobs: int, progress: Progress, tag: str = "", log: Callable[[str], None] = print) -> None:
+        self.jobs, self.progress, self.tag, self.log = jobs, progress, tag, log
+
+    def run(self, schedule: Schedule) -> dict[str, RunResult]:
+        """Train ``schedule.train`` (dependencies first); with several slots, each run is evaluated by its worker."""
+        runs = schedule.train
+        if self.jobs <= 1 or len(runs) <= 1:
+            return self._one_at_a_time(runs)
+        return self._side_by_side(runs)
+
+    def _one_at_a_time(self, runs: Sequence[TrainRun]) -> dict[str, RunResult]:
+        clock = RunClock(len(runs))
+        results = {}
+        for run in runs:
+            stage = f"train {run.name}{self.tag}"
+            self.progress.stage(stage, run.done, lambda r=run: train_config(r.config, list(r.overrides)))
+            results[run.name] = RunResult(self.progress.timings[stage])
+            self.log(f"training: {clock.finished(self.progress.timings[stage])}{self.tag}")
+        return results
+
+    def _side_by_side(self, runs: Sequence[TrainRun]) -> dict[str, RunResult]:
+        start = time.perf_counter()
+        seconds = run_tasks(runs, self.jobs, log=lambda m: self.log(f"{m}{self.tag}"), quiet_overrides=QUIET)
+        for run in runs:
+            if not run.done():
+                raise RuntimeError(f"training {run.name} finished but wrote no model.safetensors")
+            if run.evaluate and not run_evaluated(run.folder, run.evaluate):
+                raise RuntimeError(
+                    f"evaluating {run.name} finished but its metrics.json lacks a split of {run.evaluate}"
+                )
+        what = "train and evaluate" if any(r.evaluate for r in runs) else "train"
+        self.progress.timings[f"{what} {len(runs)} runs, {self.jobs} at a time{self.tag}"] = time.perf_counter() - start
+        return {r.name: RunResult(seconds[r.name], evaluated=bool(r.evaluate)) for r in runs}

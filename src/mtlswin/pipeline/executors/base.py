@@ -1,0 +1,31 @@
+"""The interface every executor has: it trains the runs of a :class:`~mtlswin.pipeline.schedule.Schedule`.
+
+An executor trains each of ``schedule.train`` after the runs it ``needs`` that are in the schedule (a needed run
+not in it is taken as done), raises on the first failure with the run's name, and returns a
+:class:`RunResult` per run it trained. Which runs to train, and what to do with them afterwards (derive,
+evaluate, audit), is the pipeline's business; where and how they train is the executor's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from mtlswin.pipeline.schedule import Schedule
+
+__all__ = ["Executor", "RunResult"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What an executor reports of one trained run: the seconds its training took, and whether the executor also
+    evaluated it on its ``TrainRun.evaluate`` splits (its ``metrics.json`` then has them)."""
+
+    seconds: float
+    evaluated: bool = False
+
+
+class Executor(Protocol):
+    def run(self, schedule: Schedule) -> dict[str, RunResult]:
+        """Train ``schedule.train`` (dependencies first); the result of each run by name."""
+        ...
