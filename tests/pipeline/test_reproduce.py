@@ -11,9 +11,9 @@ from PIL import Image
 
 from micro_runs import MICRO_RUN, set_args
 from mtlswin.cli import main
+from mtlswin.evaluation.evaluate import evaluate_run
 from mtlswin.pipeline.presets import TABLE1_ROWS, get_preset, ordered_rows
 from mtlswin.pipeline.reproduce import config_path
-from mtlswin.training.evaluate import evaluate_run
 
 MICRO = ["train.epochs=1", *MICRO_RUN]
 ROWS = ["swin", "joint_swin", "mtl_cls_seg"]

@@ -15,10 +15,10 @@ import yaml
 from training_helpers import tiny_config
 
 from mtlswin.config import load_config
+from mtlswin.evaluation.evaluate import evaluate_run
+from mtlswin.evaluation.predict import predict_files
+from mtlswin.evaluation.report import write_report
 from mtlswin.runs import Run
-from mtlswin.training.evaluate import evaluate_run
-from mtlswin.training.predict import predict_files
-from mtlswin.training.report import write_report
 from mtlswin.training.train import train
 
 

@@ -1,8 +1,8 @@
 """The alternatives' stages and tables (``reproduce --preset methods`` and ``--preset mask-budget``).
 
 - derived rows: ``swin_dfr-seed<k>`` is ``swin-seed<k>`` with its last layer refitted by Deep Feature
-  Reweighting on the group-balanced validation split (:func:`mtlswin.training.dfr.dfr_run`);
-- the cue probe of every classifier on test B (:func:`mtlswin.training.cue_probe.cue_probe`);
+  Reweighting on the group-balanced validation split (:func:`mtlswin.methods.dfr.dfr_run`);
+- the cue probe of every classifier on test B (:func:`mtlswin.methods.cue_probe.cue_probe`);
 - the methods table: per row, mean ± sd over seeds of AUC on test A, B and the trap test set, worst-group
   accuracy on test B (the (label, cue) group the run classifies worst, at its threshold), cue sensitivity on
   test B (the twins) and the cue probe's AUC, with the runs that did not learn;
@@ -23,11 +23,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mtlswin.evaluation.learned import run_learning_failure
+from mtlswin.evaluation.report import fmt_mean_sd
 from mtlswin.io import atomic_path, atomic_write_text
 from mtlswin.pipeline.claims import row_of, seed_of
 from mtlswin.pipeline.stages import time_table
-from mtlswin.training.learned import run_learning_failure
-from mtlswin.training.report import fmt_mean_sd
 
 __all__ = ["COLUMNS", "cue_probe_ok", "derive", "derived_ok", "methods_markdown", "methods_table", "run_cue_probe",
            "write_budget_report"]  # fmt: skip
@@ -58,7 +58,7 @@ def derive(run: Path, source: Path) -> None:
     """(Re)make the DFR run ``run`` from ``source`` (an older one is replaced whole)."""
     import shutil
 
-    from mtlswin.training.dfr import dfr_run
+    from mtlswin.methods.dfr import dfr_run
 
     shutil.rmtree(run, ignore_errors=True)
     dfr_run(source, run, seed=seed_of(run))
@@ -69,7 +69,7 @@ def cue_probe_ok(run: Path) -> bool:
 
 
 def run_cue_probe(run: Path) -> None:
-    from mtlswin.training.cue_probe import cue_probe
+    from mtlswin.methods.cue_probe import cue_probe
 
     cue_probe(run, "test_b")
 

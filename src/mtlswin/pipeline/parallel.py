@@ -88,7 +88,7 @@ def _train_and_evaluate(config: Path, overrides: list[str], splits: tuple[str, .
     seconds = time.perf_counter() - start
     if not splits:
         return seconds, 0.0
-    from mtlswin.training.evaluate import evaluate_run
+    from mtlswin.evaluation.evaluate import evaluate_run
 
     start = time.perf_counter()
     try:

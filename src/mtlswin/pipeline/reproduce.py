@@ -183,8 +183,8 @@ def _write_report(
     protocol: str = "",
     skipped: Collection[str] = (),
 ) -> Path:
+    from mtlswin.evaluation.report import write_report
     from mtlswin.io import atomic_write_text
-    from mtlswin.training.report import write_report
 
     report = write_report(runs, out, audit=audit if (audit / "audit.md").is_file() else None)
     text = report.read_text()
@@ -324,7 +324,7 @@ def _experiment(
             progress.stage(f"derive {run.name} from {source_run.name}{tag}",
                            lambda r=run, s=source_run: methods.derived_ok(r, s),
                            lambda r=run, s=source_run: methods.derive(r, s))  # fmt: skip
-    from mtlswin.training.evaluate import evaluate_run
+    from mtlswin.evaluation.evaluate import evaluate_run
 
     for run in runs:
         if run.name in evaluated:  # by its training worker

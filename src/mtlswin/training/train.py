@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
-import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mtlswin.config import Config, save_config
 from mtlswin.data.datamodule import CTDataModule
-from mtlswin.io import atomic_path, atomic_write_text, created_dir
+from mtlswin.data.stats import pixel_stats
+from mtlswin.io import atomic_write_text, created_dir
+from mtlswin.models import create_model, save_model
+from mtlswin.models.checkpoint import resolve_checkpoint
 from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
 from mtlswin.training.allocation import keep_freed_memory, unfilled_empty_tensors
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
+from mtlswin.training.csv_log import merge_csv_log, take_csv_log
 from mtlswin.training.datamodule import TrainingData
 from mtlswin.training.denormals import flushed_denormals
 from mtlswin.training.module import MTLModule, default_monitor
@@ -46,8 +48,6 @@ log = logging.getLogger(__name__)
 
 def resolve_weights_path(path: str | Path) -> Path:
     """A run folder -> its ``model.safetensors``; a file stays as it is. A ``ValueError`` if neither exists."""
-    from mtlswin.models.checkpoint import resolve_checkpoint
-
     try:
         return resolve_checkpoint(path)
     except FileNotFoundError as err:
@@ -66,8 +66,6 @@ def resolve_input_norm(config: Config, datamodule: CTDataModule) -> None:
     if norm == "none":
         return
     if norm == "train-stats":
-        from mtlswin.data.stats import pixel_stats
-
         mean, std = pixel_stats(datamodule.dataset("train", augment=False))
         log.info("input standardisation from the train split: mean %.4f, std %.4f", mean, std)
     else:
@@ -77,8 +75,6 @@ def resolve_input_norm(config: Config, datamodule: CTDataModule) -> None:
 
 def build_model(config: Config) -> torch.nn.Module:
     """``create_model(model.name, **model.options)``; ``frozen_encoder`` may name a trained swin_unet run folder."""
-    from mtlswin.models import create_model
-
     options = dict(config.model.options)
     if options.get("frozen_encoder"):
         options["frozen_encoder"] = str(resolve_weights_path(options["frozen_encoder"]))
@@ -155,8 +151,6 @@ def build_trainer(config: Config, run_dir: Path, callbacks: list[pl.Callback]) -
 
 def _export_best(module: MTLModule, run_dir: Path, best_path: str | None) -> Path:
     """``RUN/model.safetensors`` from ``best.ckpt``; the final in-memory weights when no validation ran."""
-    from mtlswin.models import save_model
-
     if best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
@@ -210,10 +204,10 @@ def train(config: Config, resume: bool = False) -> Path:
         if trainer.is_global_zero:
             save_config(stored, run_dir / "config.yaml")
             atomic_write_text(run_dir / DIGEST_FILE, digest + "\n")
-        old_log = _take_csv_log(run_dir) if resume and trainer.is_global_zero else None
+        old_log = take_csv_log(run_dir) if resume and trainer.is_global_zero else None
         trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
         if old_log is not None:
-            _merge_csv_log(run_dir, *old_log)
+            merge_csv_log(run_dir, *old_log)
         if trainer.is_global_zero:
             data.write_skipped(run_dir)
         if trainer.world_size > 1:
@@ -222,27 +216,3 @@ def train(config: Config, resume: bool = False) -> Path:
             best = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor)
             _export_best(module, run_dir, best.best_model_path)
     return run_dir
-
-
-def _take_csv_log(run_dir: Path) -> tuple[pd.DataFrame, int, Path] | None:
-    """Before a resume: keep ``logs/metrics.csv`` as ``logs/metrics.csv.before-resume`` (Lightning's CSVLogger
-    would delete it); a crash before the merge leaves the history there, and the next resume reads it back."""
-    path = run_dir / "logs" / "metrics.csv"
-    kept = path.with_name(path.name + ".before-resume")
-    if path.is_file() and not kept.is_file():
-        os.replace(path, kept)
-    if not kept.is_file():
-        return None
-    old = pd.read_csv(kept)
-    step = int(torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"])
-    return old, step, kept
-
-
-def _merge_csv_log(run_dir: Path, old: pd.DataFrame, resume_step: int, kept: Path) -> None:
-    """After a resume: the old rows logged before the resumed step, then the new rows; the kept copy goes last."""
-    path = run_dir / "logs" / "metrics.csv"
-    new = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-    merged = pd.concat([old[old["step"] < resume_step], new], ignore_index=True)
-    with atomic_path(path) as tmp:
-        merged.to_csv(tmp, index=False)
-    kept.unlink()
