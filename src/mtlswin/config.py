@@ -154,7 +154,7 @@ class Config:
 
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
     """``train`` in the file layout: each method as ``{name: ..., <settings>}``, no method as ``none`` / ``erm``."""
-    from mtlswin.methods import method_dict  # lazy: the methods import torch and sit above the config
+    from mtlswin.methods import method_dict  # lazy: the methods import torch, and mtlswin.methods.dfr this module
 
     out = {f.name: copy.deepcopy(getattr(train, f.name)) for f in dataclasses.fields(train)}
     for key, (_, absent) in _METHOD_KEYS.items():
@@ -175,7 +175,7 @@ _METHOD_KEYS = {"guidance": ("guidance", "none"), "objective": ("objective", "er
 
 def _method(raw: Any, key: str) -> Any:
     """The settings of the method ``train.<key>`` names (None for the word for none, or when absent)."""
-    from mtlswin.methods import parse_method  # lazy: the methods import torch and sit above the config
+    from mtlswin.methods import parse_method  # lazy: the methods import torch, and mtlswin.methods.dfr this module
 
     kind, absent = _METHOD_KEYS[key]
     if raw is None or raw == absent:
@@ -209,7 +209,7 @@ def config_from_dict(raw: dict[str, Any], name: str | None = None) -> Config:
     if config.output.name is None:
         config.output.name = name or config.model.name
     if config.data.img_size is None:
-        from mtlswin.models.registry import build_config
+        from mtlswin.models.registry import build_config  # lazy: the model registry imports torch
 
         config.data.img_size = getattr(build_config(config.model.name, **config.model.options), "img_size", 224)
     if isinstance(config.data.window, list):

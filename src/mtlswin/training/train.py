@@ -177,8 +177,8 @@ def _check_replicas(module: MTLModule, trainer: pl.Trainer, run_dir: Path) -> No
 
 @contextmanager
 def training_settings() -> Iterator[None]:
-    """What a run's steps run under, none of which changes a number: subnormals flushed (1.27x a demo step on a
-    CPU: .denormals), freed memory kept by glibc and new tensors not NaN-filled under deterministic mode
+    """What a run's steps run under, none of which changes a number: subnormals flushed (slow on a CPU:
+    .denormals), freed memory kept by glibc and new tensors not NaN-filled under deterministic mode
     (.allocation). Used by :func:`train` and by the benchmarks that time its steps."""
     keep_freed_memory()
     with flushed_denormals(), unfilled_empty_tensors():
