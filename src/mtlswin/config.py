@@ -1,7 +1,8 @@
 """Typed run configuration: one YAML file with the sections ``model``, ``data``, ``train``, ``trainer``, ``output``.
 
-``load_config(path, overrides=["train.lr=0.1", "trainer.devices=2"])`` reads the YAML, applies the
-``--set`` overrides (values parsed as YAML, so ``0.1`` is a float and ``[40, 80]`` a list), and validates
+``load_config(path, overrides=["train.lr=0.1", "trainer.devices=2"])`` reads the YAML through the loader
+shared with ``pretrain`` (:mod:`mtlswin.config_loader`), applies the ``--set`` overrides (``train.guidance.weight=5``
+reaches into a method's settings) (values parsed as YAML, so ``0.1`` is a float and ``[40, 80]`` a list), and validates
 every key and value at load time, each error a ``ValueError`` naming the key: an unknown key (with the
 closest valid one), a value of the wrong type (the value and the expected type, :mod:`mtlswin.typecheck`),
 a value out of range or not among the choices (``data.augment``, ``data.on_bad_row``,
@@ -14,7 +15,11 @@ Broken YAML is an error naming the file and the line.
 - ``data``: the arguments of :class:`mtlswin.data.datamodule.CTDataModule`; ``img_size`` defaults to
   the model's ``img_size``.
 - ``train``: optimisation (SGD + poly decay as in the paper, or AdamW + warm-up + cosine), loss weights, seed,
-  checkpoint cadence.
+  checkpoint cadence, and the methods (:mod:`mtlswin.methods`): ``guidance: {name: rrr, weight: 10, dilation:
+  2}`` (or ``{name: cam_align, weight: 1}``; ``none`` when absent) and ``objective: {name: groupdro, eta: 0.01}``
+  (``erm`` when absent); a bare name stands for the method with its defaults, unknown settings are errors
+  naming the method's keys, and the old flat keys (``guidance_weight``, ``guidance_dilation``,
+  ``groupdro_eta``) are errors naming the new form.
 - ``trainer``: passed to ``lightning.Trainer`` (names checked against its signature) plus ``compile``.
 - ``output``: ``dir`` and ``name``; the run folder is ``dir/name``.
 """
@@ -23,17 +28,23 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mtlswin.typecheck import check_type
+from mtlswin import config_loader
+from mtlswin.config_loader import (
+    check_sections,
+    dataclass_section,
+    load_yaml_config,
+    model_section,
+    plain,
+    save_yaml_config,
+    trainer_section,
+)
 
 __all__ = [
+    "SECTIONS",
     "Config",
     "DataConfig",
     "ModelConfig",
@@ -79,12 +90,6 @@ class DataConfig:
 # The optimiser and schedule names the config accepts; :mod:`mtlswin.training.schedule` builds them.
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine")
-# Training options of any classifier row (docs/methods.md): a guidance term added to the loss and the objective
-# that reduces the per-sample classification loss; :mod:`mtlswin.training.module` builds them.
-GUIDANCE_METHODS = ("none", "rrr", "cam_align")
-OBJECTIVES = ("erm", "groupdro")
-# lambda of each guidance method when ``train.guidance_weight`` is None (docs/methods.md says why these).
-DEFAULT_GUIDANCE_WEIGHTS = {"rrr": 10.0, "cam_align": 1.0}
 
 
 @dataclass
@@ -106,11 +111,10 @@ class TrainConfig:
     monitor: str | None = None  # None = "val/auc" (classification) or "val/iou" (segmentation only)
     checkpoint_every_n_steps: int = 50  # RUN/checkpoints/last.ckpt also every N optimiser steps
     threshold: float = 0.5  # decision threshold on the positive-class probability
-    guidance: str = "none"  # "none" | "rrr" (input gradients outside the mask) | "cam_align" (CAM-mask Dice)
-    guidance_weight: float | None = None  # lambda of the guidance term; None = DEFAULT_GUIDANCE_WEIGHTS[guidance]
-    guidance_dilation: int = 2  # rrr: pixels by which the hematoma mask is dilated before "outside" is taken
-    objective: str = "erm"  # "erm" (mean CE) | "groupdro" (Sagawa et al. 2020; groups = label x cue)
-    groupdro_eta: float = 0.01  # groupdro: exponentiated-gradient step size of the group weights q
+    # Training options of any classifier row (docs/methods.md), each the settings dataclass of a method of
+    # mtlswin.methods, written {name: rrr, weight: 10, dilation: 2} or a bare name for its defaults:
+    guidance: Any = None  # a term added to the training loss ("rrr", "cam_align"); None = "none"
+    objective: Any = None  # what reduces the per-sample classification loss ("groupdro"); None = "erm" (mean CE)
 
 
 @dataclass
@@ -141,140 +145,71 @@ class Config:
         out = {
             "model": {"name": self.model.name, **copy.deepcopy(self.model.options)},
             "data": dataclasses.asdict(self.data),
-            "train": dataclasses.asdict(self.train),
+            "train": _train_dict(self.train),
             "trainer": copy.deepcopy(self.trainer),
             "output": dataclasses.asdict(self.output),
         }
-        if isinstance(out["data"]["window"], tuple):
-            out["data"]["window"] = list(out["data"]["window"])
-        return _plain(out)
+        return plain(out)
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "trainer": dict, "output": OutputConfig}
-_TRAINER_EXTRA = ("compile",)
-_TRAINER_RESERVED = {
-    "callbacks": "checkpoints/",
-    "logger": "logs/",
-    "plugins": "atomic checkpoint IO",
-    "default_root_dir": "output.*",
+def _train_dict(train: TrainConfig) -> dict[str, Any]:
+    """``train`` in the file layout: each method as ``{name: ..., <settings>}``, no method as ``none`` / ``erm``."""
+    from mtlswin.methods import method_dict  # lazy: the methods import torch, and mtlswin.methods.dfr this module
+
+    out = {f.name: copy.deepcopy(getattr(train, f.name)) for f in dataclasses.fields(train)}
+    for key, (_, absent) in _METHOD_KEYS.items():
+        out[key] = method_dict(out[key]) if out[key] is not None else absent
+    return out
+
+
+SECTIONS = ("model", "data", "train", "trainer", "output")
+# The flat keys of the methods' settings that each method's own settings replaced (docs/methods.md).
+REPLACED_TRAIN_KEYS = {
+    "guidance_weight": "train.guidance: {name: rrr, weight: ...} (or {name: cam_align, weight: ...})",
+    "guidance_dilation": "train.guidance: {name: rrr, dilation: ...}",
+    "groupdro_eta": "train.objective: {name: groupdro, eta: ...}",
 }
+# train.<key> -> (the registry kind of its methods, the word for "no method")
+_METHOD_KEYS = {"guidance": ("guidance", "none"), "objective": ("objective", "erm")}
 
 
-def _closest(word: str, choices: list[str]) -> str:
-    from mtlswin.models.registry import closest_name  # lazy: the registry imports torch
+def _method(raw: Any, key: str) -> Any:
+    """The settings of the method ``train.<key>`` names (None for the word for none, or when absent)."""
+    from mtlswin.methods import parse_method  # lazy: the methods import torch, and mtlswin.methods.dfr this module
 
-    match = closest_name(word, choices)
-    return f"; did you mean {match!r}?" if match else ""
-
-
-def _unknown(where: str, key: str, valid: list[str]) -> ValueError:
-    return ValueError(f"unknown config key '{where}{key}'{_closest(key, valid)} (valid: {', '.join(sorted(valid))})")
-
-
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively, so the dict dumps as plain YAML."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    kind, absent = _METHOD_KEYS[key]
+    if raw is None or raw == absent:
+        return None
+    return parse_method(raw, kind, f"train.{key}")
 
 
-def _trainer_arg_names() -> list[str]:
-    from lightning.pytorch import Trainer
-
-    params = inspect.signature(Trainer.__init__).parameters
-    return [name for name in params if name != "self"] + list(_TRAINER_EXTRA)
-
-
-def _section(cls: type, raw: Any, section: str) -> Any:
-    if raw is None:
-        raw = {}
+def _train_section(raw: Any) -> TrainConfig:
+    """``train``: the methods parsed through their registry, the old flat keys of their settings refused."""
     if not isinstance(raw, dict):
-        raise ValueError(f"config section {section!r} must be a mapping, got {type(raw).__name__}: {raw!r}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    hints = typing.get_type_hints(cls)
-    for key in raw:
-        if key not in names:
-            raise _unknown(f"{section}.", key, names)
-    return cls(**{key: check_type(f"{section}.{key}", value, hints[key]) for key, value in raw.items()})
-
-
-def _model_section(raw: Any) -> ModelConfig:
-    from mtlswin.models.factory import build_config
-    from mtlswin.models.registry import get_entry
-
-    if raw is not None and not isinstance(raw, dict):
-        raise ValueError(f"config section 'model' must be a mapping, got {type(raw).__name__}: {raw!r}")
-    raw = dict(raw or {})
-    name = raw.pop("name", ModelConfig.name)
-    try:
-        hints = typing.get_type_hints(get_entry(name).config_cls)
-    except KeyError as err:
-        raise ValueError(f"config section 'model': {err.args[0]}") from err
-    raw = {key: check_type(f"model.{key}", value, hints[key]) if key in hints else value for key, value in raw.items()}
-    try:
-        build_config(name, **raw)  # validates every option name and the model's own checks (choices, sizes)
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"config section 'model': {err.args[0] if err.args else err}") from err
-    return ModelConfig(name=name, options=raw)
-
-
-def _trainer_section(raw: Any) -> dict[str, Any]:
-    if raw is not None and not isinstance(raw, dict):
-        raise ValueError(f"config section 'trainer' must be a mapping, got {type(raw).__name__}: {raw!r}")
-    raw = dict(raw or {})
-    valid = _trainer_arg_names()
-    hints = _trainer_hints()
-    for key, value in raw.items():
-        if key not in valid:
-            raise _unknown("trainer.", key, valid)
-        if key in _TRAINER_RESERVED:
-            raise ValueError(f"trainer.{key} is set by mtlswin itself (run folder {_TRAINER_RESERVED[key]}); remove it")
-        if key == "max_epochs":
-            raise ValueError(
-                f"trainer.max_epochs ({value!r}) would override train.epochs, which also sets the length of the "
-                "learning-rate schedule; set train.epochs instead and remove trainer.max_epochs"
-            )
-        raw[key] = check_type(f"trainer.{key}", value, hints.get(key, typing.Any))
-    _check_devices(raw.get("devices", "auto"))
-    return raw
-
-
-def _trainer_hints() -> dict[str, Any]:
-    from lightning.pytorch import Trainer
-
-    return {**typing.get_type_hints(Trainer.__init__), "compile": bool | str}
-
-
-def _check_devices(devices: Any) -> None:
-    """``trainer.devices``: ``"auto"``, a count (``-1`` = all), a list of indices or a string of them (``"0,1"``)."""
-    text = str(devices).strip() if isinstance(devices, str) else None
-    if text is not None and text != "auto" and not all(p.strip().lstrip("-").isdigit() for p in text.split(",")):
-        raise ValueError(
-            f"trainer.devices must be 'auto', a number of devices (e.g. 2, -1 for all) or a list of device indices "
-            f"(e.g. [0, 1] or '0,1'), got {devices!r}"
-        )
+        return dataclass_section(TrainConfig, raw, "train")  # None: the defaults; anything else: its error
+    for key, new in REPLACED_TRAIN_KEYS.items():
+        if key in raw:
+            raise ValueError(f"train.{key} was replaced by {new}; see docs/methods.md")
+    methods = {key: _method(raw[key], key) for key in _METHOD_KEYS if key in raw}
+    rest = {key: value for key, value in raw.items() if key not in methods}
+    return dataclasses.replace(dataclass_section(TrainConfig, rest, "train"), **methods)
 
 
 def config_from_dict(raw: dict[str, Any], name: str | None = None) -> Config:
     """Validate a raw dict (the YAML layout) into a :class:`Config`; ``name`` is the default run name."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"a config must be a mapping of sections {list(_SECTIONS)}, got {type(raw).__name__}")
-    for key in raw:
-        if key not in _SECTIONS:
-            raise _unknown("", key, list(_SECTIONS))
+    check_sections(raw, SECTIONS)
+    model_name, model_options = model_section(raw.get("model"), ModelConfig.name)
     config = Config(
-        model=_model_section(raw.get("model")),
-        data=_section(DataConfig, raw.get("data"), "data"),
-        train=_section(TrainConfig, raw.get("train"), "train"),
-        trainer=_trainer_section(raw.get("trainer")),
-        output=_section(OutputConfig, raw.get("output"), "output"),
+        model=ModelConfig(name=model_name, options=model_options),
+        data=dataclass_section(DataConfig, raw.get("data"), "data"),
+        train=_train_section(raw.get("train")),
+        trainer=trainer_section(raw.get("trainer")),
+        output=dataclass_section(OutputConfig, raw.get("output"), "output"),
     )
     if config.output.name is None:
         config.output.name = name or config.model.name
     if config.data.img_size is None:
-        from mtlswin.models.factory import build_config
+        from mtlswin.models.factory import build_config  # lazy: the model registry imports torch
 
         config.data.img_size = getattr(build_config(config.model.name, **config.model.options), "img_size", 224)
     if isinstance(config.data.window, list):
@@ -332,48 +267,19 @@ def _check_values(config: Config) -> None:
 
 
 def _check_methods(config: Config) -> None:
-    """``train.guidance`` / ``objective`` and their parameters (docs/methods.md)."""
-    train = config.train
-    _check_choice("train.guidance", train.guidance, GUIDANCE_METHODS)
-    _check_choice("train.objective", train.objective, OBJECTIVES)
-    if train.guidance_weight is not None and train.guidance_weight < 0:
+    """``train.guidance`` with ``trainer.compile`` (the settings check themselves when parsed)."""
+    guidance = config.train.guidance
+    if guidance is not None and config.trainer.get("compile"):
         raise ValueError(
-            f"train.guidance_weight must be >= 0 (or null for the method's default), got {train.guidance_weight}"
-        )
-    if train.guidance_dilation < 0:
-        raise ValueError(f"train.guidance_dilation must be >= 0 pixels, got {train.guidance_dilation}")
-    if train.groupdro_eta <= 0:
-        raise ValueError(f"train.groupdro_eta must be > 0, got {train.groupdro_eta}")
-    if train.guidance != "none" and config.trainer.get("compile"):
-        raise ValueError(
-            f"train.guidance {train.guidance!r} cannot run with trainer.compile (rrr needs a double backward and "
-            "cam_align a forward hook, which torch.compile does not support); set trainer.compile: false"
+            f"train.guidance {guidance.name!r} cannot run with trainer.compile (a guidance term needs the eager model: "
+            "rrr takes a double backward and cam_align a forward hook, which torch.compile does not support); "
+            "set trainer.compile: false"
         )
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply ``"section.key=value"`` strings to a raw config dict (values parsed as YAML); returns a new dict."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like 'section.key=value', e.g. 'train.lr=0.1'")
-        key, _, text = item.partition("=")
-        parts = key.strip().split(".")
-        if len(parts) < 2:
-            raise ValueError(f"override key {key!r} must name a section and a key, e.g. 'train.lr'")
-        if parts[0] not in _SECTIONS:
-            raise _unknown("", parts[0], list(_SECTIONS))
-        node = raw
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as err:
-            raise ValueError(f"override {item!r}: the value {text!r} is not valid YAML") from err
-        node[parts[-1]] = value
-    return raw
+    return config_loader.apply_overrides(raw, overrides, SECTIONS)
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -382,22 +288,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     Relative ``data.manifest`` / ``data.splits`` / ``data.cache_dir`` paths are kept as written (relative to
     the working directory). The run name defaults to the file's stem.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} does not exist; see configs/paper/ and configs/demo/")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(f"config file {str(path)!r}{where}: not valid YAML ({problem})") from err
-    name = path.stem if path.name != "config.yaml" else path.parent.name
-    return config_from_dict(apply_overrides(raw, overrides), name=name)
+    return load_yaml_config(path, overrides, SECTIONS, config_from_dict, "see configs/paper/ and configs/demo/")
 
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (readable back by :func:`load_config`)."""
-    from mtlswin.io import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    save_yaml_config(config.to_dict(), path)

@@ -65,7 +65,7 @@ def checkpoint(tmp_path):
 
 
 def test_predict_volume_and_series_give_slice_and_scan_rows(tmp_path, checkpoint):
-    from mtlswin.training.predict import predict_files
+    from mtlswin.evaluation.predict import predict_files
 
     path, model = checkpoint
     vol = _volume(tmp_path / "ct.nii.gz", k=5)

@@ -11,11 +11,11 @@ from PIL import Image
 
 from micro_runs import MICRO_RUN, set_args
 from mtlswin.cli import main
+from mtlswin.evaluation.evaluate import evaluate_run
 from mtlswin.pipeline.configs import config_path, row_overrides
 from mtlswin.pipeline.presets import get_preset
 from mtlswin.pipeline.rows import ordered_rows, table1_rows
 from mtlswin.pipeline.stages import Progress, time_table
-from mtlswin.training.evaluate import evaluate_run
 
 MICRO = ["train.epochs=1", *MICRO_RUN]
 ROWS = ["swin", "joint_swin", "mtl_cls_seg"]

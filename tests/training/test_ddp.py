@@ -7,8 +7,8 @@ import json
 import pandas as pd
 from training_helpers import run_cli, tiny_config
 
+from mtlswin.evaluation.evaluate import evaluate_run
 from mtlswin.models.conversion.files import read_state_dict
-from mtlswin.training.evaluate import evaluate_run
 
 DDP = ["--set", "trainer.devices=2", "--set", "trainer.strategy=ddp", "--set", "trainer.num_nodes=1",
        "--set", "trainer.deterministic=false"]  # fmt: skip

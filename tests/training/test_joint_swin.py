@@ -9,8 +9,8 @@ import torch
 from training_helpers import tiny_config
 
 from mtlswin.config import load_config
+from mtlswin.evaluation.evaluate import evaluate_run
 from mtlswin.models import load_model
-from mtlswin.training.evaluate import evaluate_run
 from mtlswin.training.train import train
 
 ENCODER = {"img_size": 32, "patch_size": 2, "window_size": 2, "embed_dim": 8, "depths": [2, 2, 2],

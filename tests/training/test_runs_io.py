@@ -18,6 +18,7 @@ from mtlswin.cli import main
 from mtlswin.config import load_config
 from mtlswin.io import atomic_path, atomic_write_text, created_dir
 from mtlswin.runs import Run, config_digest, resolve_data_path
+from mtlswin.training.csv_log import merge_csv_log, take_csv_log
 from mtlswin.training.train import train
 
 UIDS = ("1.2.840.113619.2.55.3.1001", "1.2.840.113619.2.55.3.1002")
@@ -257,7 +258,7 @@ def test_gradcam_counts_all_zero_maps(trained_run, tiny_data, tmp_path, monkeypa
 
 
 def test_auc_undefined_is_explained():
-    from mtlswin.training.evaluate import split_metrics
+    from mtlswin.evaluation.evaluate import split_metrics
 
     table = pd.DataFrame({"index": range(4), "label": [0, 0, 0, 0], "prob": [0.1, 0.2, 0.3, 0.4]})
     out = split_metrics(table, None, n_boot=10)
@@ -307,19 +308,17 @@ def test_reproduce_done_needs_a_valid_model_and_the_same_config(trained_run, tmp
 
 
 def test_resume_keeps_the_old_metrics_csv_until_merged(trained_run, tmp_path):
-    from mtlswin.training.train import _merge_csv_log, _take_csv_log
-
     run = tmp_path / "mtl"
     shutil.copytree(trained_run, run)
     before = pd.read_csv(run / "logs" / "metrics.csv")
-    old, step, kept = _take_csv_log(run)
+    old, step, kept = take_csv_log(run)
     assert not (run / "logs" / "metrics.csv").exists() and kept.is_file()
     pd.testing.assert_frame_equal(pd.read_csv(kept), before)
     # a crash before the merge: the next resume finds the kept history again
-    again = _take_csv_log(run)
+    again = take_csv_log(run)
     assert again is not None and len(again[0]) == len(before)
     pd.DataFrame({"step": [step], "epoch": [1], "train/loss": [0.1]}).to_csv(run / "logs" / "metrics.csv", index=False)
-    _merge_csv_log(run, old, step, kept)
+    merge_csv_log(run, old, step, kept)
     merged = pd.read_csv(run / "logs" / "metrics.csv")
     assert len(merged) == int((before["step"] < step).sum()) + 1 and not kept.exists()
 

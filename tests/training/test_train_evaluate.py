@@ -15,10 +15,10 @@ import yaml
 from training_helpers import tiny_config
 
 from mtlswin.config import load_config
+from mtlswin.evaluation.evaluate import evaluate_run
+from mtlswin.evaluation.predict import predict_files
+from mtlswin.evaluation.report import write_report
 from mtlswin.runs import Run
-from mtlswin.training.evaluate import evaluate_run
-from mtlswin.training.predict import predict_files
-from mtlswin.training.report import write_report
 from mtlswin.training.train import train
 
 
@@ -201,7 +201,7 @@ def test_cli_evaluate_report_predict(trained_run, tmp_path, capsys):
     assert set(json.loads((trained_run / "metrics.json").read_text())) == {"test_a", "test_b"}
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
     table = (tmp_path / "rep" / "table1.md").read_text()
-    # test A is held-out slices of hospital 1, not "hospitals 1-4" (issue 12)
+    # test A is held-out slices of hospital 1, not "hospitals 1-4" (the paper's protocol)
     assert "test A (held-out slices of hospital 1" in table and "test A (hospitals 1-4)" not in table
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "nope"]) == 1

@@ -12,7 +12,7 @@ from training_helpers import tiny_config
 from data_fixtures import make_tiny_data
 from mtlswin.config import load_config
 from mtlswin.data.splits import make_splits, write_splits
-from mtlswin.training.evaluate import default_splits, evaluate_run
+from mtlswin.evaluation.evaluate import default_splits, evaluate_run
 from mtlswin.training.train import train
 
 

@@ -60,7 +60,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(run: Path, splits, n_boot: int, seed: int) -> dict:
-    from mtlswin.training.evaluate import evaluate_run
+    from mtlswin.evaluation.evaluate import evaluate_run
 
     return evaluate_run(run, splits, n_boot=n_boot, seed=seed)
 
@@ -83,7 +83,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from mtlswin.training.report import write_report
+    from mtlswin.evaluation.report import write_report
 
     out = write_report([Path(r) for r in args.runs], Path(args.out), audit=args.audit)
     print(f"wrote {out}")
@@ -91,7 +91,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from mtlswin.training.predict import predict_files
+    from mtlswin.evaluation.predict import predict_files
 
     table = predict_files(args.run, args.inputs, Path(args.out), threshold=args.threshold, masks=not args.no_masks)
     print(f"{len(table)} slices -> {Path(args.out) / 'predictions.csv'}")

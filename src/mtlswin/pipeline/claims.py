@@ -7,13 +7,13 @@ compared by PAIRED differences: per seed k, ``d_k`` = the row's statistic minus 
 k's test sets; each patient resample draws patients (with all their slices) once per test set and scores
 every row of that seed on the same draw. The estimate is the mean of ``d_k`` over seeds; the interval
 covers both the training seed and the test patients. The per-seed ``d_k`` and the runs that did not learn
-(:mod:`mtlswin.training.learned`) are columns of the table.
+(:mod:`mtlswin.evaluation.learned`) are columns of the table.
 
 Statistics (``STATISTICS``): ``auc_a`` / ``auc_b`` / ``auc_trap`` (AUC on test A / B / the trap test set,
 whose cue is anti-correlated with the label), ``drop`` (AUC A - AUC B, the
 cost of the covariate shift), ``worst_group_b`` (the lowest accuracy over the (label, cue) groups of test
 B at the run's threshold), ``cue_b`` (cue sensitivity on test B: mean |p(slice) - p(its cue-flipped
-twin)|, :mod:`mtlswin.training.counterfactual`), ``energy_a`` (share of Grad-CAM energy inside the
+twin)|, :mod:`mtlswin.evaluation.counterfactual`), ``energy_a`` (share of Grad-CAM energy inside the
 hematoma mask on test A's masked slices, from the audit).
 
 A claim *held* when its 95% interval lies wholly on the side the paper states, *did not hold* when it
@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtlswin.evaluation.metrics import group_accuracy
 from mtlswin.paper_table import PAPER_AUC
 from mtlswin.runs import stored_setting
 from mtlswin.stats import fast_auc, percentile_interval, resample_indices, seed_interval
-from mtlswin.training.metrics import group_accuracy
 
 __all__ = [
     "CLAIMS",
@@ -168,7 +168,7 @@ def _aligned(frame: pd.DataFrame, column: str, index: np.ndarray) -> np.ndarray:
 def load_evidence(runs: list[Path], audit_slices: Path | None = None) -> Evidence:
     """Gather ``predictions/test_{a,b}.csv`` of evaluated classifier runs (and the audit's per-slice CSV),
     grouped by training seed; each seed's slices come from its own runs (its own phantom draw, if any)."""
-    from mtlswin.training.learned import run_learning_failure
+    from mtlswin.evaluation.learned import run_learning_failure
 
     evidence = Evidence()
     scores = pd.read_csv(audit_slices) if audit_slices is not None and Path(audit_slices).is_file() else None

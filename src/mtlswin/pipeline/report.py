@@ -1,4 +1,4 @@
-"""The report of one experiment: ``OUT/report.md`` (:func:`mtlswin.training.report.write_report`'s results, with
+"""The report of one experiment: ``OUT/report.md`` (:func:`mtlswin.evaluation.report.write_report`'s results, with
 the preset, the recipe, the data and splits, the alternatives, the claims, the paper's Table 1 and the time per
 stage around them)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from mtlswin.evaluation.report import write_report as write_results
 from mtlswin.io import atomic_write_text
 from mtlswin.paper_table import PAPER_TABLE1_MD
 from mtlswin.pipeline.claims import CLAIMS, row_of
@@ -15,7 +16,6 @@ from mtlswin.pipeline.methods import methods_markdown, methods_table
 from mtlswin.pipeline.presets import Preset
 from mtlswin.pipeline.rows import method_rows, row_labels
 from mtlswin.pipeline.stages import time_table
-from mtlswin.training.report import write_report as write_results
 
 __all__ = ["DEMO_RECIPE_NOTE", "write_report"]
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlswin.evaluation.evaluate import evaluate_run
 from mtlswin.pipeline import methods
 from mtlswin.pipeline.claims import seed_of
 from mtlswin.pipeline.executors.local import LocalExecutor, default_jobs
@@ -41,7 +42,6 @@ from mtlswin.pipeline.run_state import has_logits, run_evaluated, set_aside
 from mtlswin.pipeline.schedule import Schedule, build_schedule
 from mtlswin.pipeline.stages import AUDIT_SPLIT, Progress, audit, audit_ok, claims, claims_ok
 from mtlswin.pipeline.sweep import write_sweep_report
-from mtlswin.training.evaluate import evaluate_run
 
 __all__ = ["AXIS_REPORTS", "Experiment", "reproduce"]
 

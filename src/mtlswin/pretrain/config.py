@@ -1,6 +1,6 @@
 """Typed config of ``mtlswin pretrain``: YAML sections ``model``, ``data``, ``pretrain``, ``trainer``, ``output``.
 
-The conventions of :mod:`mtlswin.config` (and its helpers): unknown keys and wrongly typed values are
+Loaded by the loader of ``train``'s config (:mod:`mtlswin.config_loader`), so its conventions hold: unknown keys and wrongly typed values are
 ``ValueError``s naming the key; ``--set section.key=value`` overrides, values parsed as YAML.
 
 - ``model``: the registry name of a model that declares ``simmim_pretrain`` (``swin``, ``swin_tiny``,
@@ -20,21 +20,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mtlswin.config import (
-    ModelConfig,
-    OutputConfig,
-    _model_section,
-    _section,
-    _trainer_section,
-    _unknown,
-    apply_overrides,
+from mtlswin.config import ModelConfig, OutputConfig
+from mtlswin.config_loader import (
+    check_sections,
+    dataclass_section,
+    load_yaml_config,
+    model_section,
+    plain,
+    save_yaml_config,
+    trainer_section,
 )
-from mtlswin.io import atomic_write_text
 from mtlswin.models.registry import models_with
 
-__all__ = ["PretrainConfig", "PretrainDataConfig", "SimMIMConfig", "load_pretrain_config", "pretrain_config_from_dict"]
+__all__ = [
+    "PretrainConfig",
+    "PretrainDataConfig",
+    "SimMIMConfig",
+    "load_pretrain_config",
+    "pretrain_config_from_dict",
+    "save_pretrain_config",
+]
 
 
 @dataclass
@@ -84,10 +89,7 @@ class PretrainConfig:
             "trainer": copy.deepcopy(self.trainer),
             "output": dataclasses.asdict(self.output),
         }
-        out["data"]["window"] = (
-            list(out["data"]["window"]) if isinstance(out["data"]["window"], tuple) else out["data"]["window"]
-        )
-        return out
+        return plain(out)
 
 
 _SECTIONS = ("model", "data", "pretrain", "trainer", "output")
@@ -95,18 +97,14 @@ _SECTIONS = ("model", "data", "pretrain", "trainer", "output")
 
 def pretrain_config_from_dict(raw: dict[str, Any], name: str | None = None) -> PretrainConfig:
     """Validate a raw dict (the YAML layout) into a :class:`PretrainConfig`."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"a pretrain config must be a mapping of sections {list(_SECTIONS)}, got {type(raw).__name__}")
-    for key in raw:
-        if key not in _SECTIONS:
-            raise _unknown("", key, list(_SECTIONS))
-    model_raw = {"name": "swin", **(raw.get("model") or {})}
+    check_sections(raw, _SECTIONS, "a pretrain config")
+    model_name, model_options = model_section(raw.get("model"), "swin")
     config = PretrainConfig(
-        model=_model_section(model_raw),
-        data=_section(PretrainDataConfig, raw.get("data"), "data"),
-        pretrain=_section(SimMIMConfig, raw.get("pretrain"), "pretrain"),
-        trainer=_trainer_section(raw.get("trainer")),
-        output=_section(OutputConfig, raw.get("output"), "output"),
+        model=ModelConfig(name=model_name, options=model_options),
+        data=dataclass_section(PretrainDataConfig, raw.get("data"), "data"),
+        pretrain=dataclass_section(SimMIMConfig, raw.get("pretrain"), "pretrain"),
+        trainer=trainer_section(raw.get("trainer"), epochs_key="pretrain.epochs"),
+        output=dataclass_section(OutputConfig, raw.get("output"), "output"),
     )
     swin_families = models_with("simmim_pretrain")
     if config.model.name not in swin_families:
@@ -136,8 +134,6 @@ def _check(config: PretrainConfig) -> None:
         raise ValueError(f"pretrain.mask_ratio must be in (0, 1), got {p.mask_ratio}")
     if p.epochs < 1 or p.lr <= 0 or p.warmup_steps < 0 or p.checkpoint_every_n_steps < 0:
         raise ValueError("pretrain.epochs must be >= 1, lr > 0, warmup_steps >= 0 and checkpoint_every_n_steps >= 0")
-    if "max_epochs" in config.trainer:
-        raise ValueError("trainer.max_epochs would override pretrain.epochs (the schedule length); set pretrain.epochs")
     name = config.output.name
     if not name or "/" in name or "\\" in name or ".." in name:
         raise ValueError(f"output.name must be a plain folder name, got {name!r}")
@@ -145,36 +141,9 @@ def _check(config: PretrainConfig) -> None:
 
 def load_pretrain_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> PretrainConfig:
     """Read a YAML pretrain config (or start from the defaults when ``path`` is None), apply ``overrides``."""
-    raw: dict[str, Any] = {}
-    name = None
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist; see configs/demo/pretrain.yaml")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"config file {str(path)!r}: not valid YAML ({err})") from err
-        name = path.stem if path.name != "config.yaml" else path.parent.name
-    return pretrain_config_from_dict(_apply_overrides(raw, overrides), name=name)
-
-
-def _apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """:func:`mtlswin.config.apply_overrides` with the ``pretrain`` section (it knows ``train``: renamed around it)."""
-    for item in overrides:
-        if item.strip().startswith("train."):
-            raise ValueError(f"override {item!r}: a pretrain config has no 'train' section; use 'pretrain.'")
-    raw = dict(raw)
-    if "train" in raw:
-        raise _unknown("", "train", list(_SECTIONS))
-    if "pretrain" in raw:
-        raw["train"] = raw.pop("pretrain")
-    mapped = ["train." + o.strip()[len("pretrain.") :] if o.strip().startswith("pretrain.") else o for o in overrides]
-    out = apply_overrides(raw, mapped)
-    if "train" in out:
-        out["pretrain"] = out.pop("train")
-    return out
+    return load_yaml_config(path, overrides, _SECTIONS, pretrain_config_from_dict, "see configs/demo/pretrain.yaml")
 
 
 def save_pretrain_config(config: PretrainConfig, path: str | Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write the resolved pretrain config as YAML (readable back by :func:`load_pretrain_config`)."""
+    save_yaml_config(config.to_dict(), path)

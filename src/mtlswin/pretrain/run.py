@@ -46,12 +46,12 @@ from mtlswin.io import created_dir
 from mtlswin.models.checkpoint import ENCODER_NAME, save_encoder
 from mtlswin.models.encoder import SwinEncoder
 from mtlswin.models.factory import build_config
-from mtlswin.pretrain.config import PretrainConfig, save_pretrain_config
+from mtlswin.pretrain.config import PretrainConfig, pretrain_config_from_dict, save_pretrain_config
 from mtlswin.pretrain.simmim import SimMIM, default_mask_patch, random_mask
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
+from mtlswin.training.csv_log import merge_csv_log, take_csv_log
 from mtlswin.training.quiet import quiet_lightning
 from mtlswin.training.resume import ResumableTrainLoader, TrainPosition, last_checkpoint
-from mtlswin.training.train import _merge_csv_log, _take_csv_log
 
 __all__ = ["SimMIMModule", "UnlabeledSlices", "list_pretrain_slices", "pretrain"]
 
@@ -200,10 +200,10 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         resolved = config.to_dict()
         resolved["model"].update(input_mean=enc_config["input_mean"], input_std=enc_config["input_std"])
         save_pretrain_config(_with(config, resolved), run_dir / "config.yaml")
-        old_log = _take_csv_log(run_dir) if resume else None
+        old_log = take_csv_log(run_dir) if resume else None
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume else None)
         if old_log is not None:
-            _merge_csv_log(run_dir, *old_log)
+            merge_csv_log(run_dir, *old_log)
         skipped.write(run_dir)
         info = {"method": "SimMIM", "mask_ratio": p.mask_ratio, "mask_patch_size": model.mask_patch,
                 "steps": int(trainer.global_step), "epochs": p.epochs, "slices": len(corpus),
@@ -214,6 +214,4 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
 
 
 def _with(config: PretrainConfig, resolved: dict) -> PretrainConfig:
-    from mtlswin.pretrain.config import pretrain_config_from_dict
-
     return pretrain_config_from_dict(resolved, name=config.output.name)

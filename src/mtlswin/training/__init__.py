@@ -1,6 +1,6 @@
-"""Training and evaluation: losses, schedule, LightningModule, resume, evaluate, report, predict.
+"""Training: losses, schedule, the LightningModule, resume, train, and the Lightning machinery that
+``pretrain`` shares (atomic checkpoint IO, the resumable loader, quiet logging, CSV-log merging).
 
-Entry points: :func:`mtlswin.training.train.train`, :func:`mtlswin.training.evaluate.evaluate_run`,
-:func:`mtlswin.training.report.write_report`, :func:`mtlswin.training.predict.predict_files`,
-:class:`mtlswin.runs.Run` (opening a trained run).
+Entry point: :func:`mtlswin.training.train.train`. Evaluation lives in :mod:`mtlswin.evaluation`, the
+methods (guidance terms, objectives, post-hoc steps) in :mod:`mtlswin.methods`.
 """

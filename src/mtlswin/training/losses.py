@@ -105,7 +105,7 @@ class MultitaskLoss(nn.Module):
     With ``uncertainty=True`` (Kendall, Gal & Cipolla 2018; off by default, not in the paper) each task has
     a learned ``s_t = log sigma_t^2`` (init 0) and ``L = sum_t exp(-s_t) * L_t + s_t``.
 
-    ``cls_reduction`` (optional module, e.g. :class:`mtlswin.training.groupdro.GroupDRO`) replaces the mean of
+    ``cls_reduction`` (optional module, e.g. :class:`mtlswin.methods.groupdro.GroupDRO`) replaces the mean of
     the per-sample cross-entropies: ``cls = cls_reduction(ce (B,), batch)``; its ``logs()`` (if any) are
     returned by :meth:`extra_logs`. Without it ``cls`` is the plain mean, as before.
 

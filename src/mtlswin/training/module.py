@@ -7,10 +7,11 @@ Logged (TensorBoard + CSV): ``train/loss`` and ``train/<task>`` per step and epo
 any mask logs no ``train/seg``), so slices without masks do not pull the segmentation loss towards 0.
 
 Training options of any classifier row (docs/methods.md), built from the config by :func:`build_guidance` and
-:func:`build_objective`: guidance terms (``train.guidance``: RRR, CAM alignment) are added to the TRAINING loss
-only, each logged as ``train/<name>`` (unweighted; ``train/loss`` includes ``lambda * term``); the objective
-(``train.objective``: GroupDRO) replaces the mean of the per-sample classification loss inside
-:class:`MultitaskLoss`, and its state is logged too (``train/groupdro_q_<label>_<cue>``).
+:func:`build_objective` through the method registry (:mod:`mtlswin.methods`), which knows no method by name here:
+guidance terms (``train.guidance``: RRR, CAM alignment) are added to the TRAINING loss only, each logged as
+``train/<name>`` (unweighted; ``train/loss`` includes ``lambda * term``); the objective (``train.objective``:
+GroupDRO) replaces the mean of the per-sample classification loss inside :class:`MultitaskLoss`, and its state
+is logged too (``train/groupdro_q_<label>_<cue>``).
 """
 
 from __future__ import annotations
@@ -31,24 +32,12 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from mtlswin.config import DEFAULT_GUIDANCE_WEIGHTS, TrainConfig
-from mtlswin.training.cam_align import CamAlignGuidance
-from mtlswin.training.groupdro import GroupDRO
+from mtlswin.config import TrainConfig
+from mtlswin.methods import build_method
 from mtlswin.training.losses import MultitaskLoss
-from mtlswin.training.rrr import RRRGuidance
 from mtlswin.training.schedule import build_optimizer, build_scheduler
 
 __all__ = ["MTLModule", "build_guidance", "build_objective", "default_monitor"]
-
-# train.guidance -> (train config, lambda, model) -> a term with .name, .weight, .prepare(model, batch) -> batch
-# (before the forward) and __call__(model, batch, outputs) -> {name: unweighted scalar}.
-GUIDANCE_TERMS: dict[str, Any] = {
-    "none": None,
-    "rrr": lambda train, weight, model: RRRGuidance(weight, train.guidance_dilation),
-    "cam_align": lambda train, weight, model: CamAlignGuidance(weight, model),
-}
-# train.objective -> train config -> the cls_reduction of MultitaskLoss (None: the plain mean).
-OBJECTIVES: dict[str, Any] = {"erm": None, "groupdro": lambda train: GroupDRO(train.groupdro_eta)}
 
 
 def _needs_classifier(option: str, model: nn.Module) -> None:
@@ -57,22 +46,20 @@ def _needs_classifier(option: str, model: nn.Module) -> None:
 
 
 def build_guidance(train: TrainConfig, model: nn.Module) -> list[Any]:
-    """The guidance terms of ``train.guidance`` (empty for "none"); lambda = ``train.guidance_weight`` or the default."""
-    builder = GUIDANCE_TERMS[train.guidance]
-    if builder is None:
+    """The guidance terms of ``train.guidance`` (empty for none), each with ``.name``, ``.weight``,
+    ``prepare(model, batch) -> batch`` (before the forward) and ``__call__(model, batch, outputs) -> {name: term}``."""
+    if train.guidance is None:
         return []
-    _needs_classifier(f"train.guidance {train.guidance!r}", model)
-    weight = train.guidance_weight if train.guidance_weight is not None else DEFAULT_GUIDANCE_WEIGHTS[train.guidance]
-    return [builder(train, weight, model)]
+    _needs_classifier(f"train.guidance {train.guidance.name!r}", model)
+    return [build_method(train.guidance, model)]
 
 
 def build_objective(train: TrainConfig, model: nn.Module) -> nn.Module | None:
-    """The ``cls_reduction`` of ``train.objective`` (None for "erm")."""
-    builder = OBJECTIVES[train.objective]
-    if builder is None:
+    """The ``cls_reduction`` of ``train.objective`` (None for erm: the plain mean)."""
+    if train.objective is None:
         return None
-    _needs_classifier(f"train.objective {train.objective!r}", model)
-    return builder(train)
+    _needs_classifier(f"train.objective {train.objective.name!r}", model)
+    return build_method(train.objective, model)
 
 
 def default_monitor(tasks: tuple[str, ...]) -> str:

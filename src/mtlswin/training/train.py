@@ -16,26 +16,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
-import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mtlswin.config import Config, save_config
 from mtlswin.data.datamodule import CTDataModule
-from mtlswin.io import atomic_path, atomic_write_text, created_dir
+from mtlswin.data.stats import pixel_stats
+from mtlswin.io import atomic_write_text, created_dir
 from mtlswin.models import create_model, save_model
 from mtlswin.models.checkpoint import resolve_checkpoint
 from mtlswin.models.registry import get_entry
 from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
 from mtlswin.training.allocation import keep_freed_memory, unfilled_empty_tensors
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
+from mtlswin.training.csv_log import merge_csv_log, take_csv_log
 from mtlswin.training.datamodule import TrainingData
 from mtlswin.training.denormals import flushed_denormals
 from mtlswin.training.module import MTLModule, default_monitor
@@ -67,8 +67,6 @@ def resolve_input_norm(config: Config, datamodule: CTDataModule) -> None:
     if norm == "none":
         return
     if norm == "train-stats":
-        from mtlswin.data.stats import pixel_stats
-
         mean, std = pixel_stats(datamodule.dataset("train", augment=False))
         log.info("input standardisation from the train split: mean %.4f, std %.4f", mean, std)
     else:
@@ -180,8 +178,8 @@ def _check_replicas(module: MTLModule, trainer: pl.Trainer, run_dir: Path) -> No
 
 @contextmanager
 def training_settings() -> Iterator[None]:
-    """What a run's steps run under, none of which changes a number: subnormals flushed (1.27x a demo step on a
-    CPU: .denormals), freed memory kept by glibc and new tensors not NaN-filled under deterministic mode
+    """What a run's steps run under, none of which changes a number: subnormals flushed (slow on a CPU:
+    .denormals), freed memory kept by glibc and new tensors not NaN-filled under deterministic mode
     (.allocation). Used by :func:`train` and by the benchmarks that time its steps."""
     keep_freed_memory()
     with flushed_denormals(), unfilled_empty_tensors():
@@ -207,10 +205,10 @@ def train(config: Config, resume: bool = False) -> Path:
         if trainer.is_global_zero:
             save_config(stored, run_dir / "config.yaml")
             atomic_write_text(run_dir / DIGEST_FILE, digest + "\n")
-        old_log = _take_csv_log(run_dir) if resume and trainer.is_global_zero else None
+        old_log = take_csv_log(run_dir) if resume and trainer.is_global_zero else None
         trainer.fit(module, datamodule=data, ckpt_path=str(last_ckpt) if resume else None)
         if old_log is not None:
-            _merge_csv_log(run_dir, *old_log)
+            merge_csv_log(run_dir, *old_log)
         if trainer.is_global_zero:
             data.write_skipped(run_dir)
         if trainer.world_size > 1:
@@ -219,27 +217,3 @@ def train(config: Config, resume: bool = False) -> Path:
             best = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor)
             _export_best(module, run_dir, best.best_model_path)
     return run_dir
-
-
-def _take_csv_log(run_dir: Path) -> tuple[pd.DataFrame, int, Path] | None:
-    """Before a resume: keep ``logs/metrics.csv`` as ``logs/metrics.csv.before-resume`` (Lightning's CSVLogger
-    would delete it); a crash before the merge leaves the history there, and the next resume reads it back."""
-    path = run_dir / "logs" / "metrics.csv"
-    kept = path.with_name(path.name + ".before-resume")
-    if path.is_file() and not kept.is_file():
-        os.replace(path, kept)
-    if not kept.is_file():
-        return None
-    old = pd.read_csv(kept)
-    step = int(torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"])
-    return old, step, kept
-
-
-def _merge_csv_log(run_dir: Path, old: pd.DataFrame, resume_step: int, kept: Path) -> None:
-    """After a resume: the old rows logged before the resumed step, then the new rows; the kept copy goes last."""
-    path = run_dir / "logs" / "metrics.csv"
-    new = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-    merged = pd.concat([old[old["step"] < resume_step], new], ignore_index=True)
-    with atomic_path(path) as tmp:
-        merged.to_csv(tmp, index=False)
-    kept.unlink()

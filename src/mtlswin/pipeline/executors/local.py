@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from mtlswin.config import load_config
+from mtlswin.evaluation.evaluate import evaluate_run
 from mtlswin.pipeline.executors.base import RunResult
 from mtlswin.pipeline.run_state import run_evaluated
 from mtlswin.pipeline.schedule import Schedule, TrainRun
 from mtlswin.pipeline.stages import Progress
-from mtlswin.training.evaluate import evaluate_run
 from mtlswin.training.train import train
 
 __all__ = ["LocalExecutor", "RunClock", "default_jobs", "run_tasks", "train_config"]

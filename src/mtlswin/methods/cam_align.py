@@ -21,12 +21,22 @@ their only Grad-CAM target, the models that declare ``cam_align`` in the registr
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlswin.methods.registry import register_method
 from mtlswin.models.registry import models_with
+
+__all__ = [
+    "CamAlignGuidance",
+    "CamAlignSettings",
+    "cam_target",
+    "class_activation_map",
+    "soft_dice",
+]
 
 __all__ = ["CamAlignGuidance", "cam_target", "class_activation_map", "soft_dice"]
 
@@ -96,3 +106,22 @@ class CamAlignGuidance:
             return {self.name: outputs["logits"].sum() * 0.0}
         cam = class_activation_map(features[sel], self.head.weight[self.positive], tuple(mask.shape[-2:]))
         return {self.name: 1.0 - soft_dice(cam, mask[sel] > 0).mean()}
+
+
+@dataclass(frozen=True)
+class CamAlignSettings:
+    """``train.guidance: {name: cam_align, weight: 1.0}`` (docs/methods.md says why this default)."""
+
+    name: ClassVar[str] = "cam_align"
+    weight: float = 1.0  # lambda of the term
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}")
+
+
+def _build(settings: CamAlignSettings, model: nn.Module) -> CamAlignGuidance:
+    return CamAlignGuidance(settings.weight, model)
+
+
+register_method("cam_align", CamAlignSettings, "guidance", _build)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import itertools
 import math
 
@@ -10,13 +12,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtlswin.config import TrainConfig, config_from_dict
+from mtlswin.config import TrainConfig, config_from_dict, load_config, save_config
+from mtlswin.methods import get_method, method_names
+from mtlswin.methods.cam_align import CamAlignGuidance, CamAlignSettings, class_activation_map, soft_dice
+from mtlswin.methods.cue_probe import CueProbeSettings, cue_probe
+from mtlswin.methods.dfr import DFRSettings, dfr_run
+from mtlswin.methods.groupdro import GroupDRO, GroupDROSettings
+from mtlswin.methods.rrr import RRRGuidance, RRRSettings, evidence_region, rrr_penalty
 from mtlswin.models import create_model, test_overrides
-from mtlswin.training.cam_align import CamAlignGuidance, class_activation_map, soft_dice
-from mtlswin.training.groupdro import GroupDRO
 from mtlswin.training.losses import MultitaskLoss
 from mtlswin.training.module import MTLModule
-from mtlswin.training.rrr import evidence_region, rrr_penalty
 
 
 def _tiny(name: str = "swin") -> torch.nn.Module:
@@ -78,7 +83,7 @@ def test_rrr_evidence_of_the_three_kinds_of_slice_and_the_mean_over_penalised_sl
 
 
 def test_rrr_training_step_adds_lambda_times_the_penalty_and_the_penalty_trains(monkeypatch):
-    module = MTLModule(_tiny(), TrainConfig(guidance="rrr", guidance_weight=3.0))
+    module = MTLModule(_tiny(), TrainConfig(guidance=RRRSettings(weight=3.0)))
     calls = _logged(module, monkeypatch)
     total, _ = module._step(_batch(), "train")
     assert math.isfinite(calls["train/rrr"]) and calls["train/rrr"] > 0
@@ -92,7 +97,7 @@ def test_rrr_training_step_adds_lambda_times_the_penalty_and_the_penalty_trains(
 
 
 def test_rrr_unannotated_batch_contributes_exactly_zero_and_validation_is_plain(monkeypatch):
-    module = MTLModule(_tiny(), TrainConfig(guidance="rrr"))
+    module = MTLModule(_tiny(), TrainConfig(guidance=RRRSettings()))
     calls = _logged(module, monkeypatch)
     batch = {**_batch(), "has_mask": torch.zeros(4, dtype=torch.bool)}
     total, _ = module._step(batch, "train")
@@ -142,7 +147,7 @@ def test_cam_equals_w_dot_a_and_the_projects_gradcam():
 
 
 def test_cam_align_term_only_on_masked_positive_slices_and_unsupported_models_refused(monkeypatch):
-    module = MTLModule(_tiny(), TrainConfig(guidance="cam_align"))
+    module = MTLModule(_tiny(), TrainConfig(guidance=CamAlignSettings()))
     calls = _logged(module, monkeypatch)
     total, _ = module._step(_batch(), "train")
     assert 0 < calls["train/cam_align"] <= 1  # 1 - Dice of slice 0, the only masked positive
@@ -152,9 +157,9 @@ def test_cam_align_term_only_on_masked_positive_slices_and_unsupported_models_re
     module._step(negatives, "train")
     assert calls["train/cam_align"] == 0.0
     with pytest.raises(ValueError, match="swin, swin_tiny, mtl_swin_unet"):
-        MTLModule(_tiny("joint_swin"), TrainConfig(guidance="cam_align"))
+        MTLModule(_tiny("joint_swin"), TrainConfig(guidance=CamAlignSettings()))
     with pytest.raises(ValueError, match="needs a classification model"):
-        MTLModule(_tiny("swin_unet"), TrainConfig(guidance="rrr"))
+        MTLModule(_tiny("swin_unet"), TrainConfig(guidance=RRRSettings()))
 
 
 # --- GroupDRO ----------------------------------------------------------------------------------------------
@@ -205,14 +210,14 @@ def test_groupdro_needs_the_cue_column():
 
 
 def test_groupdro_in_the_module_logs_q_and_checkpoints_it(monkeypatch):
-    module = MTLModule(_tiny(), TrainConfig(objective="groupdro", groupdro_eta=0.5))
+    module = MTLModule(_tiny(), TrainConfig(objective=GroupDROSettings(eta=0.5)))
     calls = _logged(module, monkeypatch)
     monkeypatch.setattr(module, "optimizers", lambda: torch.optim.SGD(module.parameters(), lr=0.1))
     module.training_step(_batch(), 0)
     q = module.loss_fn.cls_reduction.q.clone()
     assert sum(calls[f"train/groupdro_q_{g}"] for g in ("0_0", "0_1", "1_0", "1_1")) == pytest.approx(1.0)
     assert calls["train/groupdro_q_1_1"] == pytest.approx(q[3].item()) and not torch.allclose(q, torch.full((4,), 0.25))
-    fresh = MTLModule(_tiny(), TrainConfig(objective="groupdro"))
+    fresh = MTLModule(_tiny(), TrainConfig(objective=GroupDROSettings()))
     fresh.load_state_dict(module.state_dict())  # what Lightning does on resume
     assert torch.equal(fresh.loss_fn.cls_reduction.q, q)
 
@@ -236,16 +241,100 @@ def _config(**train) -> dict:
 
 
 def test_config_validates_the_method_options():
-    cfg = config_from_dict(_config(guidance="rrr", guidance_weight=2, objective="groupdro", groupdro_eta=0.05))
-    assert (cfg.train.guidance, cfg.train.guidance_weight, cfg.train.objective) == ("rrr", 2.0, "groupdro")
-    assert TrainConfig().guidance == "none" and TrainConfig().objective == "erm" and TrainConfig().groupdro_eta == 0.01
-    with pytest.raises(ValueError, match="'none', 'rrr', 'cam_align'"):
+    cfg = config_from_dict(_config(guidance={"name": "rrr", "weight": 2}, objective={"name": "groupdro", "eta": 0.05}))
+    assert cfg.train.guidance == RRRSettings(weight=2.0, dilation=2) and cfg.train.objective == GroupDROSettings(0.05)
+    assert TrainConfig().guidance is None and TrainConfig().objective is None
+    with pytest.raises(ValueError, match=r"train\.guidance: unknown guidance 'gradmask'.*valid: cam_align, rrr"):
         config_from_dict(_config(guidance="gradmask"))
-    with pytest.raises(ValueError, match="'erm', 'groupdro'"):
+    with pytest.raises(ValueError, match=r"train\.objective: unknown objective 'dro'.*valid: groupdro"):
         config_from_dict(_config(objective="dro"))
-    with pytest.raises(ValueError, match="groupdro_eta"):
-        config_from_dict(_config(groupdro_eta=0))
-    with pytest.raises(ValueError, match="guidance_weight"):
-        config_from_dict(_config(guidance="rrr", guidance_weight=-1))
+    with pytest.raises(ValueError, match=r"unknown guidance 'groupdro'"):  # a method of another kind
+        config_from_dict(_config(guidance="groupdro"))
+    with pytest.raises(ValueError, match=r"train\.objective \(groupdro\): eta must be a finite number > 0"):
+        config_from_dict(_config(objective={"name": "groupdro", "eta": 0}))
+    with pytest.raises(ValueError, match=r"train\.guidance \(rrr\): weight must be >= 0"):
+        config_from_dict(_config(guidance={"name": "rrr", "weight": -1}))
+    with pytest.raises(ValueError, match=r"train\.guidance \(rrr\): dilation must be >= 0"):
+        config_from_dict(_config(guidance={"name": "rrr", "dilation": -1}))
+    with pytest.raises(ValueError, match=r"train\.guidance\.weight must be float"):
+        config_from_dict(_config(guidance={"name": "rrr", "weight": "heavy"}))
     with pytest.raises(ValueError, match=r"trainer\.compile"):
         config_from_dict({**_config(guidance="cam_align"), "trainer": {"compile": True}})
+
+
+def test_the_new_form_bare_names_and_absent_methods():
+    bare = config_from_dict(_config(guidance="cam_align", objective="groupdro")).train
+    assert bare.guidance == CamAlignSettings() and bare.objective == GroupDROSettings()
+    full = config_from_dict(_config(guidance={"name": "cam_align", "weight": 1}, objective={"name": "groupdro"})).train
+    assert full.guidance == bare.guidance and full.objective == bare.objective
+    for words in ({}, {"guidance": "none", "objective": "erm"}, {"guidance": None, "objective": None}):
+        train = config_from_dict(_config(**words)).train
+        assert train.guidance is None and train.objective is None
+
+
+def test_defaults_are_those_of_before_the_registry():
+    # before: DEFAULT_GUIDANCE_WEIGHTS = {"rrr": 10.0, "cam_align": 1.0}, guidance_dilation 2, groupdro_eta 0.01
+    assert (RRRSettings().weight, RRRSettings().dilation) == (10.0, 2)
+    assert CamAlignSettings().weight == 1.0 and GroupDROSettings().eta == 0.01
+    term = MTLModule(_tiny(), TrainConfig(guidance=RRRSettings())).guidance[0]
+    assert isinstance(term, RRRGuidance) and (term.weight, term.dilation) == (10.0, 2)
+    assert MTLModule(_tiny(), TrainConfig(guidance=CamAlignSettings())).guidance[0].weight == 1.0
+    assert MTLModule(_tiny(), TrainConfig(objective=GroupDROSettings())).loss_fn.cls_reduction.eta == 0.01
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "new"),
+    [
+        (
+            "guidance_weight",
+            5,
+            r"train\.guidance_weight was replaced by train\.guidance: \{name: rrr, weight: \.\.\.\}",
+        ),
+        ("guidance_dilation", 3, r"train\.guidance_dilation was replaced by train\.guidance: \{name: rrr, dilation:"),
+        ("groupdro_eta", 0.1, r"train\.groupdro_eta was replaced by train\.objective: \{name: groupdro, eta:"),
+    ],
+)
+def test_the_old_flat_keys_name_the_new_form(key, value, new):
+    with pytest.raises(ValueError, match=new):
+        config_from_dict(_config(guidance="rrr", **{key: value}))
+
+
+def test_unknown_settings_name_the_methods_keys():
+    with pytest.raises(ValueError, match=r"method 'rrr' has no setting 'eta'.*\(valid: name, weight, dilation\)"):
+        config_from_dict(_config(guidance={"name": "rrr", "eta": 1}))
+    with pytest.raises(ValueError, match=r"method 'cam_align' has no setting 'dilation'.*\(valid: name, weight\)"):
+        config_from_dict(_config(guidance={"name": "cam_align", "dilation": 1}))
+    with pytest.raises(ValueError, match=r"train\.guidance needs a name \(one of cam_align, rrr\)"):
+        config_from_dict(_config(guidance={"weight": 1}))
+
+
+def test_the_resolved_config_round_trips_and_overrides_reach_the_settings(tmp_path):
+    cfg_file = tmp_path / "rrr.yaml"
+    original = config_from_dict(_config(guidance="rrr", objective="groupdro"))
+    save_config(original, cfg_file)
+    text = cfg_file.read_text()
+    assert "guidance:\n    name: rrr\n    weight: 10.0\n    dilation: 2" in text and "name: groupdro" in text
+    loaded = load_config(cfg_file)
+    assert loaded.train == original.train and loaded.to_dict() == original.to_dict()
+    save_config(loaded, tmp_path / "again.yaml")
+    assert (tmp_path / "again.yaml").read_text() == text
+    plain = tmp_path / "plain.yaml"
+    save_config(config_from_dict(_config()), plain)
+    assert "guidance: none" in plain.read_text() and load_config(plain).train.guidance is None
+    # --set into one setting keeps the name, also of a bare name; a bare name replaces the whole method
+    assert load_config(cfg_file, ["train.guidance.weight=5"]).train.guidance == RRRSettings(weight=5.0)
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("model: {name: swin}\ntrain: {guidance: rrr}\n")
+    assert load_config(bare, ["train.guidance.dilation=0"]).train.guidance == RRRSettings(dilation=0)
+    assert load_config(cfg_file, ["train.guidance=cam_align"]).train.guidance == CamAlignSettings()
+    with pytest.raises(ValueError, match=r"train\.guidance_weight was replaced by"):
+        load_config(cfg_file, ["train.guidance_weight=5"])
+
+
+def test_the_registry_holds_every_method_and_the_post_hoc_defaults_are_their_entry_points():
+    assert method_names("guidance") == ("cam_align", "rrr") and method_names("objective") == ("groupdro",)
+    assert method_names("post_hoc") == ("cue_probe", "dfr")
+    for settings, run in ((DFRSettings(), dfr_run), (CueProbeSettings(), cue_probe)):
+        defaults = {k: p.default for k, p in inspect.signature(run).parameters.items()}
+        assert {k: defaults[k] for k in dataclasses.asdict(settings)} == dataclasses.asdict(settings)
+        assert get_method(settings.name).settings_cls is type(settings)

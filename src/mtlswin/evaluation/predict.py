@@ -35,6 +35,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mtlswin.data.inputs import SkipLog
+from mtlswin.data.readers import load_slice
+from mtlswin.data.transforms import resize_pair
+from mtlswin.data.volumes import expand_slices
+from mtlswin.io import atomic_path, created_dir
+from mtlswin.runs import Run
+
 __all__ = ["predict_files", "scan_table"]
 
 COLUMNS = ["file", "name", "probability", "predicted_label", "scan", "slice_index"]
@@ -42,8 +49,6 @@ SCAN_COLUMNS = ["scan", "file", "n_slices", "max_probability", "max_slice", "max
 
 
 def _overlay(image: np.ndarray, mask: np.ndarray, prob: float | None, path: Path) -> None:
-    from mtlswin.io import atomic_path
-
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     ax.imshow(np.ma.masked_where(mask == 0, mask), cmap="autumn", alpha=0.45, vmin=0, vmax=1)
@@ -61,13 +66,6 @@ def predict_files(
     masks: bool = True,
 ) -> pd.DataFrame:  # fmt: skip
     """Predict every slice of ``inputs`` with the run (folder / .ckpt / .safetensors) ``run``; see module doc."""
-    from mtlswin.data.inputs import SkipLog
-    from mtlswin.data.readers import load_slice
-    from mtlswin.data.transforms import resize_pair
-    from mtlswin.data.volumes import expand_slices
-    from mtlswin.io import atomic_path, created_dir
-    from mtlswin.runs import Run
-
     opened = Run.open(run)
     model, window = opened.model, opened.window
     threshold = threshold if threshold is not None else opened.threshold

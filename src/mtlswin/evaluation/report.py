@@ -1,7 +1,7 @@
 """``mtlswin report RUN... --out DIR``: the paper's Table 1 from evaluated runs, with figures.
 
 Writes ``table1.md`` / ``table1.csv`` (rows = Table-1 rows, i.e. run names without a ``-seedN`` suffix; columns
-seeds | runs that did not learn (:mod:`mtlswin.training.learned`) | IoU | acc prec rec F1 AUC on test A | the
+seeds | runs that did not learn (:mod:`mtlswin.evaluation.learned`) | IoU | acc prec rec F1 AUC on test A | the
 same on test B; F1 is the macro F1 as in the paper; mean ± sd over seeds), ``roc.png`` (ROC of every run on both test sets), ``training_curves.png`` (train loss, val AUC / IoU),
 ``confusion.png`` (confusion matrix per row and test set) and ``report.md`` linking them. A Grad-CAM audit
 folder (``audit.md``, ``audit.csv``, ``gradcam_grid.png``), given or found in a run folder, is included.
@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_curve
 
+from mtlswin.evaluation.learned import best_val_auc, is_classifier, learning_failure
 from mtlswin.io import atomic_path, atomic_write_text, created_dir
 from mtlswin.paper_table import TABLE1_LABELS
 from mtlswin.runs import trained_name
-from mtlswin.training.learned import best_val_auc, is_classifier, learning_failure
 
 __all__ = ["RunResult", "fmt_mean_sd", "load_results", "table1", "write_report"]
 
@@ -51,7 +51,7 @@ class RunResult:
 
     @property
     def not_learned(self) -> str:
-        """Why the run did not learn, or "" (:mod:`mtlswin.training.learned`)."""
+        """Why the run did not learn, or "" (:mod:`mtlswin.evaluation.learned`)."""
         return learning_failure(best_val_auc(self.log), self.predictions)
 
 

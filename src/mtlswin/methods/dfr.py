@@ -18,26 +18,33 @@ then the final head is refit on the whole held-out split with that ``C``. The wo
 in ``dfr.json`` is measured on the data the head was fitted on (in-sample); judge the method on the test
 splits with ``mtlswin evaluate OUT``.
 
-:func:`extract_features` (also used by :mod:`mtlswin.training.cue_probe`) computes the frozen features.
+:func:`extract_features` (also used by :mod:`mtlswin.methods.cue_probe`) computes the frozen features.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from mtlswin.config import save_config
+from mtlswin.io import atomic_write_text, created_dir
+from mtlswin.methods.registry import register_method
+from mtlswin.models import save_model
 from mtlswin.models.registry import models_with
+from mtlswin.runs import Run, stored_config
 
 __all__ = [
     "C_GRID",
+    "DFRSettings",
     "Features",
     "LinearFit",
     "balanced_subsample",
@@ -238,11 +245,6 @@ def dfr_run(
     ``out`` gets ``config.yaml`` (the run's, ``output`` pointing at ``out``), ``model.safetensors`` (the run's
     model with the new head) and ``dfr.json``; ``mtlswin evaluate OUT`` then works as for any run.
     """
-    from mtlswin.config import save_config
-    from mtlswin.io import atomic_write_text, created_dir
-    from mtlswin.models import save_model
-    from mtlswin.runs import Run, stored_config
-
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"--out {str(out)!r} is not empty; give a new folder for the DFR run")
@@ -271,3 +273,21 @@ def dfr_run(
         save_model(new_model, out / "model.safetensors")
         atomic_write_text(out / "dfr.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+@dataclass(frozen=True)
+class DFRSettings:
+    """The settings of :func:`dfr_run` (post hoc, on a trained run folder), with its defaults."""
+
+    name: ClassVar[str] = "dfr"
+    split: str = "val"  # the held-out split the head is refit on (group-balanced)
+    c: float | None = None  # inverse L1 strength; None = chosen from C_GRID on half of the held-out patients
+    n_subsamples: int = 10  # balanced subsamples whose fits are averaged
+    seed: int = 0
+
+
+def _run(settings: DFRSettings, run: str | Path, out: str | Path, batch_size: int | None = None) -> dict[str, Any]:
+    return dfr_run(run, out, batch_size=batch_size, **dataclasses.asdict(settings))
+
+
+register_method("dfr", DFRSettings, "post_hoc", _run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mtlswin.training.learned import best_val_auc, learning_failure, run_learning_failure
+from mtlswin.evaluation.learned import best_val_auc, learning_failure, run_learning_failure
 
 
 def _preds(n_pos: int, n: int = 200) -> pd.DataFrame:

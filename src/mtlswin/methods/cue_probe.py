@@ -2,7 +2,7 @@
 
 On one split (default ``test_b``, where the cue is independent of the label, so a probe cannot read the
 cue off label information), the frozen pooled features ``f(x)`` (the head's input; shared with DFR:
-:func:`mtlswin.training.dfr.extract_features`) are standardised and a logistic regression
+:func:`mtlswin.methods.dfr.extract_features`) are standardised and a logistic regression
 (L2, ``C = 1``) predicts the manifest's ``cue`` column:
 
     p_i = sigmoid(w . z_i + b)  fitted on the other folds   # out-of-fold, folds by patient_id (cue-stratified)
@@ -15,13 +15,21 @@ the representation encodes the cue (linearly); near 0.5: it does not. Written to
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["cue_probe", "probe_auc", "probe_out_of_fold"]
+from mtlswin.io import atomic_write_text
+from mtlswin.methods.dfr import extract_features
+from mtlswin.methods.registry import register_method
+from mtlswin.runs import Run
+from mtlswin.stats import bootstrap_ci, fast_auc
+
+__all__ = ["CueProbeSettings", "cue_probe", "probe_auc", "probe_out_of_fold"]
 
 
 def probe_out_of_fold(
@@ -67,8 +75,6 @@ def probe_auc(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Out-of-fold cue AUC and its patient-bootstrap 95% CI: ``{"auc", "ci_low", "ci_high", ...}``."""
-    from mtlswin.stats import bootstrap_ci, fast_auc
-
     prob, fold_of = probe_out_of_fold(features, cue, patients, n_folds)
     auc, low, high = bootstrap_ci(fast_auc, np.asarray(cue).astype(int), prob, groups=np.asarray(patients),
                                   n_resamples=n_resamples, seed=seed)  # fmt: skip
@@ -82,10 +88,6 @@ def cue_probe(
     batch_size: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Probe the frozen features of the trained classifier ``run`` for the cue on ``split``; writes ``RUN/cue_probe.json``."""
-    from mtlswin.io import atomic_write_text
-    from mtlswin.runs import Run
-    from mtlswin.training.dfr import extract_features
-
     opened = Run.open(run)
     if opened.root is None:
         raise ValueError(f"{str(run)!r} is not inside a run folder: the cue probe needs the run's data config")
@@ -103,3 +105,21 @@ def cue_probe(
                "slices_without_cue": int((~known).sum())}  # fmt: skip
     atomic_write_text(opened.root / "cue_probe.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+@dataclass(frozen=True)
+class CueProbeSettings:
+    """The settings of :func:`cue_probe` (post hoc, on a trained run folder), with its defaults."""
+
+    name: ClassVar[str] = "cue_probe"
+    split: str = "test_b"  # where the cue is independent of the label
+    n_folds: int = 5  # patient folds of the out-of-fold probe
+    n_resamples: int = 1000  # patient bootstrap resamples of the AUC's interval
+    seed: int = 0
+
+
+def _run(settings: CueProbeSettings, run: str | Path, batch_size: int | None = None) -> dict[str, Any]:
+    return cue_probe(run, batch_size=batch_size, **dataclasses.asdict(settings))
+
+
+register_method("cue_probe", CueProbeSettings, "post_hoc", _run)

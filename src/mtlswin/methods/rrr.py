@@ -27,13 +27,16 @@ penalty vanishes at ``p_1 = 0.5`` and is strongest on confident slices, as in th
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["RRRGuidance", "evidence_region", "input_gradient", "rrr_penalty"]
+from mtlswin.methods.registry import register_method
+
+__all__ = ["RRRGuidance", "RRRSettings", "evidence_region", "input_gradient", "rrr_penalty"]
 
 
 def evidence_region(mask: Tensor, has_mask: Tensor, dilation: int = 2) -> tuple[Tensor, Tensor]:
@@ -93,3 +96,25 @@ class RRRGuidance:
             return {self.name: outputs["logits"].sum() * 0.0}
         grad = input_gradient(outputs["logits"], batch["image"])
         return {self.name: rrr_penalty(grad, allowed, penalised)}
+
+
+@dataclass(frozen=True)
+class RRRSettings:
+    """``train.guidance: {name: rrr, weight: 10.0, dilation: 2}`` (docs/methods.md says why these defaults)."""
+
+    name: ClassVar[str] = "rrr"
+    weight: float = 10.0  # lambda of the term
+    dilation: int = 2  # pixels by which the hematoma mask is dilated before "outside" is taken
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}")
+        if self.dilation < 0:
+            raise ValueError(f"dilation must be >= 0 pixels, got {self.dilation}")
+
+
+def _build(settings: RRRSettings, model: nn.Module) -> RRRGuidance:
+    return RRRGuidance(settings.weight, settings.dilation)
+
+
+register_method("rrr", RRRSettings, "guidance", _build)

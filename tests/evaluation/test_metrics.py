@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtlswin.training.metrics import (
+from mtlswin.evaluation.metrics import (
     IoUAccumulator,
     binary_f1,
     classification_metrics,

@@ -17,12 +17,15 @@ that were present. In evaluation mode (validation) the loss is the plain mean an
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GROUP_NAMES", "GroupDRO", "group_ids"]
+from mtlswin.methods.registry import register_method
+
+__all__ = ["GROUP_NAMES", "GroupDRO", "GroupDROSettings", "group_ids"]
 
 GROUP_NAMES = ("0_0", "0_1", "1_0", "1_1")  # <label>_<cue>, in the order of q
 
@@ -74,3 +77,22 @@ class GroupDRO(nn.Module):
     def logs(self) -> dict[str, Tensor]:
         """``groupdro_q_<label>_<cue>``: the current weights (logged as ``train/...``)."""
         return {f"groupdro_q_{name}": self.q[i].detach() for i, name in enumerate(GROUP_NAMES)}
+
+
+@dataclass(frozen=True)
+class GroupDROSettings:
+    """``train.objective: {name: groupdro, eta: 0.01}``."""
+
+    name: ClassVar[str] = "groupdro"
+    eta: float = 0.01  # exponentiated-gradient step size of the group weights q
+
+    def __post_init__(self) -> None:
+        if not (self.eta > 0 and math.isfinite(self.eta)):
+            raise ValueError(f"eta must be a finite number > 0, got {self.eta}")
+
+
+def _build(settings: GroupDROSettings, model: nn.Module) -> GroupDRO:
+    return GroupDRO(settings.eta)
+
+
+register_method("groupdro", GroupDROSettings, "objective", _build)

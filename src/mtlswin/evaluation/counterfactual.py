@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
+from mtlswin.data.cache import build_cache
+from mtlswin.data.dataset import BatchedSlices, SliceDataset, collate_slices
 from mtlswin.stats import bootstrap_ci
 
 __all__ = ["cue_metrics", "twin_loader"]
@@ -26,9 +28,6 @@ __all__ = ["cue_metrics", "twin_loader"]
 
 def twin_loader(dm: Any, split: str) -> DataLoader | None:
     """A loader over the twins of ``split``'s slices (same row index as the slices), or None without twins."""
-    from mtlswin.data.cache import build_cache
-    from mtlswin.data.dataset import BatchedSlices, SliceDataset, collate_slices
-
     dm.setup()
     rows = dm.manifest.twin_rows(dm.indices(split))
     if not rows:

@@ -11,9 +11,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from mtlswin.config import config_from_dict, save_config
-from mtlswin.models import create_model, load_model, save_model, test_overrides
-from mtlswin.runs import Run
-from mtlswin.training.dfr import (
+from mtlswin.methods.dfr import (
     balanced_subsample,
     dfr_fit,
     dfr_run,
@@ -22,6 +20,8 @@ from mtlswin.training.dfr import (
     refit_head,
     worst_group_accuracy,
 )
+from mtlswin.models import create_model, load_model, save_model, test_overrides
+from mtlswin.runs import Run
 
 # (label, cue) -> slices: the cue agrees with the label in 91% of the slices (the spurious correlation).
 SIZES = {(0, 0): 300, (1, 1): 300, (0, 1): 30, (1, 0): 30}

@@ -22,14 +22,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mtlswin.stats import bootstrap_ci, fast_auc
-from mtlswin.training.counterfactual import cue_metrics, twin_loader
-from mtlswin.training.metrics import (
+from mtlswin.evaluation.counterfactual import cue_metrics, twin_loader
+from mtlswin.evaluation.metrics import (
     IoUAccumulator,
     binary_f1,
     classification_metrics,
     group_accuracy,
 )
+from mtlswin.io import atomic_path, atomic_write_text
+from mtlswin.runs import Run
+from mtlswin.stats import bootstrap_ci, fast_auc
 
 __all__ = [
     "DEFAULT_SPLITS",
@@ -131,9 +133,6 @@ def evaluate_run(
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Evaluate the run folder ``run`` on ``splits`` (default: test_a, test_b and, when the splits have it,
     test_trap); writes metrics.json + predictions/."""
-    from mtlswin.io import atomic_path, atomic_write_text
-    from mtlswin.runs import Run
-
     opened = Run.open(run)
     config, model, run_dir = opened.config, opened.model, opened.root
     if config is None or run_dir is None:
