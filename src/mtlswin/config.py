@@ -42,6 +42,10 @@ from mtlswin.config_loader import (
     save_yaml_config,
     trainer_section,
 )
+from mtlswin.data.cache import DTYPES
+from mtlswin.data.transforms import POLICIES
+from mtlswin.methods import get_method, method_dict, parse_method
+from mtlswin.models.factory import build_config
 
 __all__ = [
     "SECTIONS",
@@ -52,8 +56,11 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",
+    "legacy_train_layout",
     "load_config",
+    "load_stored_config",
     "save_config",
+    "upgrade_stored",
 ]
 
 
@@ -154,7 +161,6 @@ class Config:
 
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
     """``train`` in the file layout: each method as ``{name: ..., <settings>}``, no method as ``none`` / ``erm``."""
-    from mtlswin.methods import method_dict  # lazy: the methods import torch, and mtlswin.methods.dfr this module
 
     out = {f.name: copy.deepcopy(getattr(train, f.name)) for f in dataclasses.fields(train)}
     for key, (_, absent) in _METHOD_KEYS.items():
@@ -169,13 +175,14 @@ REPLACED_TRAIN_KEYS = {
     "guidance_dilation": "train.guidance: {name: rrr, dilation: ...}",
     "groupdro_eta": "train.objective: {name: groupdro, eta: ...}",
 }
+# What earlier versions wrote for those keys when a run used no such method.
+LEGACY_DEFAULTS = {"guidance_dilation": 2, "groupdro_eta": 0.01}
 # train.<key> -> (the registry kind of its methods, the word for "no method")
 _METHOD_KEYS = {"guidance": ("guidance", "none"), "objective": ("objective", "erm")}
 
 
 def _method(raw: Any, key: str) -> Any:
     """The settings of the method ``train.<key>`` names (None for the word for none, or when absent)."""
-    from mtlswin.methods import parse_method  # lazy: the methods import torch, and mtlswin.methods.dfr this module
 
     kind, absent = _METHOD_KEYS[key]
     if raw is None or raw == absent:
@@ -195,6 +202,55 @@ def _train_section(raw: Any) -> TrainConfig:
     return dataclasses.replace(dataclass_section(TrainConfig, rest, "train"), **methods)
 
 
+def upgrade_stored(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config that a run folder or checkpoint of an earlier version stored, in today's layout.
+
+    Earlier versions wrote the methods' settings as flat keys of ``train`` (``guidance: rrr``,
+    ``guidance_weight``, ``guidance_dilation``, ``objective: groupdro``, ``groupdro_eta``). A config file a
+    user writes with those keys is refused (:data:`REPLACED_TRAIN_KEYS`); a run already trained is read, so
+    that ``evaluate``, ``report`` and ``--resume`` keep working on it. ``raw`` is returned as it is when it
+    holds none of those keys.
+    """
+    train = raw.get("train")
+    if not isinstance(train, dict) or not any(key in train for key in REPLACED_TRAIN_KEYS):
+        return raw
+    train = dict(train)
+    weight = train.pop("guidance_weight", None)
+    dilation = train.pop("guidance_dilation", None)
+    eta = train.pop("groupdro_eta", None)
+    settings = {"weight": weight, "dilation": dilation}
+    guidance = train.get("guidance")
+    if isinstance(guidance, str) and guidance != "none":
+        keys = get_method(guidance, "guidance", "train.guidance").keys
+        train["guidance"] = {"name": guidance, **{k: v for k, v in settings.items() if k in keys and v is not None}}
+    if train.get("objective") == "groupdro" and eta is not None:
+        train["objective"] = {"name": "groupdro", "eta": eta}
+    return {**raw, "train": train}
+
+
+def legacy_train_layout(train: dict[str, Any]) -> dict[str, Any]:
+    """``train`` (the file layout of :meth:`Config.to_dict`) as earlier versions wrote it: the methods' settings
+    as flat keys, a weight equal to the method's default as ``None``.
+
+    :func:`mtlswin.runs.config_digest` hashes this layout, so a run folder trained by an earlier version keeps
+    its digest and ``reproduce`` does not train it again.
+    """
+    out = {key: value for key, value in train.items() if key not in _METHOD_KEYS}
+    guidance = train.get("guidance")
+    guidance = guidance if isinstance(guidance, dict) else {"name": guidance or "none"}
+    objective = train.get("objective")
+    objective = objective if isinstance(objective, dict) else {"name": objective or "erm"}
+    weight = guidance.get("weight")
+    if weight is not None and weight == getattr(get_method(guidance["name"]).settings_cls(), "weight", None):
+        weight = None
+    out["guidance"] = guidance["name"]
+    out["guidance_weight"] = weight
+    out["guidance_dilation"] = guidance.get("dilation", LEGACY_DEFAULTS["guidance_dilation"])
+    out["objective"] = objective["name"]
+    out["groupdro_eta"] = objective.get("eta", LEGACY_DEFAULTS["groupdro_eta"])
+    return out
+
+
 def config_from_dict(raw: dict[str, Any], name: str | None = None) -> Config:
     """Validate a raw dict (the YAML layout) into a :class:`Config`; ``name`` is the default run name."""
     check_sections(raw, SECTIONS)
@@ -209,8 +265,6 @@ def config_from_dict(raw: dict[str, Any], name: str | None = None) -> Config:
     if config.output.name is None:
         config.output.name = name or config.model.name
     if config.data.img_size is None:
-        from mtlswin.models.factory import build_config  # lazy: the model registry imports torch
-
         config.data.img_size = getattr(build_config(config.model.name, **config.model.options), "img_size", 224)
     if isinstance(config.data.window, list):
         config.data.window = tuple(config.data.window)
@@ -242,8 +296,6 @@ def _check_values(config: Config) -> None:
         raise ValueError(f"data.batch_size must be >= 1, got {data.batch_size}")
     if not 0.0 <= data.mask_fraction <= 1.0:
         raise ValueError(f"data.mask_fraction must be in [0, 1] (1 = every train mask), got {data.mask_fraction}")
-    from mtlswin.data.cache import DTYPES  # lazy: the data modules import torch
-    from mtlswin.data.transforms import POLICIES
 
     _check_choice("data.augment", data.augment, POLICIES)
     _check_choice("data.on_bad_row", data.on_bad_row, ("error", "skip"))
@@ -289,6 +341,14 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     the working directory). The run name defaults to the file's stem.
     """
     return load_yaml_config(path, overrides, SECTIONS, config_from_dict, "see configs/paper/ and configs/demo/")
+
+
+def load_stored_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """:func:`load_config` of a ``config.yaml`` that a run wrote, of this version or an earlier one
+    (:func:`upgrade_stored`)."""
+    return load_yaml_config(
+        path, overrides, SECTIONS, lambda raw, name: config_from_dict(upgrade_stored(raw), name), "not a run folder"
+    )
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import yaml
 
 from mtlswin.io import atomic_write_text
+from mtlswin.models.factory import build_config
+from mtlswin.models.registry import closest_name, get_entry
 from mtlswin.typecheck import check_type
 
 __all__ = [
@@ -54,7 +56,6 @@ _TRAINER_RESERVED = {
 
 def closest_hint(word: str, choices: list[str]) -> str:
     """``"; did you mean 'x'?"`` for the choice closest to ``word``, or ``""``."""
-    from mtlswin.models.registry import closest_name  # lazy: the model registry imports torch
 
     match = closest_name(word, choices)
     return f"; did you mean {match!r}?" if match else ""
@@ -107,8 +108,6 @@ def dataclass_section(cls: type[T], raw: Any, section: str) -> T:
 def model_section(raw: Any, default_name: str) -> tuple[str, dict[str, Any]]:
     """``(name, options)`` of the ``model`` section: a registry name and fields of that model's config
     (validated by :func:`mtlswin.models.factory.build_config`, the model's own checks included)."""
-    from mtlswin.models.factory import build_config  # lazy: the models import torch
-    from mtlswin.models.registry import get_entry
 
     raw = _mapping(raw, "model")
     name = raw.pop("name", default_name)

@@ -31,7 +31,8 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from mtlswin.config import Config, config_from_dict, load_config
+from mtlswin.config import Config, DataConfig, config_from_dict, legacy_train_layout, load_stored_config, upgrade_stored
+from mtlswin.data.datamodule import CTDataModule
 from mtlswin.models import create_model, load_model
 from mtlswin.models.checkpoint import SOURCE_FIELDS, resolve_checkpoint
 
@@ -107,7 +108,7 @@ def read_run_config(root: str | Path, overrides: list[str] | tuple[str, ...] = (
     path = root / "config.yaml"
     if not path.is_file():
         raise ValueError(f"{str(root)!r} is not a run folder: it has no config.yaml")
-    return _resolve_config(load_config(path, overrides), root.absolute())
+    return _resolve_config(load_stored_config(path, overrides), root.absolute())
 
 
 def stored_setting(root: str | Path, section: str, key: str) -> str | None:
@@ -126,7 +127,7 @@ def trained_name(root: str | Path) -> str:
     root = Path(root)
     if not (root / "config.yaml").is_file():
         return root.name
-    return load_config(root / "config.yaml").output.name or root.name
+    return load_stored_config(root / "config.yaml").output.name or root.name
 
 
 def stored_config(config: Config) -> Config:
@@ -160,6 +161,7 @@ def config_digest(config: Config) -> str:
     if raw["model"].get("frozen_encoder"):
         raw["model"]["frozen_encoder"] = os.path.relpath(raw["model"]["frozen_encoder"], run_dir)
     del raw["output"]["dir"]
+    raw["train"] = legacy_train_layout(raw["train"])
     for key in DISPLAY_ONLY_TRAINER_KEYS:  # what a run shows on the terminal does not change what it trains
         raw["trainer"].pop(key, None)
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
@@ -189,7 +191,7 @@ def run_tasks(path: str | Path) -> tuple[str, ...]:
 def _model_from_ckpt(path: Path, config: Config | None) -> tuple[Config, nn.Module]:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "mtlswin_config" in ckpt:
-        config = config_from_dict(ckpt["mtlswin_config"])
+        config = config_from_dict(upgrade_stored(ckpt["mtlswin_config"]))
     if config is None:
         raise ValueError(f"checkpoint {str(path)!r} holds no mtlswin config and no config.yaml is beside it")
     options = dict(config.model.options)
@@ -279,8 +281,6 @@ class Run:
         ``batch_size`` sets the evaluation batch size (default: ``data.eval_batch_size``, else
         ``data.batch_size``); ``manifest`` / ``splits`` replace the run's; ``num_workers`` the loader workers.
         """
-        from mtlswin.config import DataConfig
-        from mtlswin.data.datamodule import CTDataModule
 
         d = self.config.data if self.config is not None else DataConfig()
         paths = {}

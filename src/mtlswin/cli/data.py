@@ -6,8 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from mtlswin.data.cache import build_cache
+from mtlswin.data.datamodule import parse_window
+from mtlswin.data.importers import IMPORTERS
+from mtlswin.data.manifest import ManifestError, read_manifest, write_skipped
+from mtlswin.data.splits import check_splits, make_splits, read_splits, split_table, split_warnings, write_splits
 
-def _ints(text: str) -> tuple[int, ...]:
+
+def int_ranges(text: str) -> tuple[int, ...]:
     """``"1-4"`` or ``"1,2,3,4"`` or ``"5-11"`` -> tuple of ints."""
     out: list[int] = []
     for part in text.split(","):
@@ -17,9 +23,6 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from mtlswin.data.manifest import read_manifest
-    from mtlswin.data.splits import check_splits, make_splits, split_table, split_warnings, write_splits
-
     manifest = read_manifest(args.manifest, args.target, args.on_bad_row)
     splits = make_splits(
         manifest.table, args.target, args.protocol,
@@ -37,10 +40,6 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from mtlswin.data.cache import build_cache
-    from mtlswin.data.datamodule import parse_window
-    from mtlswin.data.manifest import read_manifest
-
     manifest = read_manifest(args.manifest, args.target, args.on_bad_row)
     cache_dir = args.cache_dir or Path(args.manifest).parent / ".mtlswin_cache"
     cache = build_cache(manifest, cache_dir, args.size, args.dtype, parse_window(args.window), args.workers, args.force)
@@ -50,17 +49,12 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from mtlswin.data.importers import IMPORTERS
-
     result = IMPORTERS[args.format](args.src, args.out)
     print(result.summary())
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from mtlswin.data.manifest import ManifestError, read_manifest, write_skipped
-    from mtlswin.data.splits import check_splits, read_splits, split_table
-
     try:
         manifest = read_manifest(args.manifest, args.target, args.on_bad_row)
     except ManifestError as err:
@@ -101,9 +95,9 @@ def register(subparsers) -> None:
     p.add_argument("--test-a-hospital", type=int, default=1)
     p.add_argument("--test-a-fraction", type=float, default=0.1)
     p.add_argument("--test-a-size", type=int, default=None, help="overrides --test-a-fraction")
-    p.add_argument("--trainval-hospitals", type=_ints, default=(1, 2, 3, 4), help="e.g. 1-4 or 1,2,3")
+    p.add_argument("--trainval-hospitals", type=int_ranges, default=(1, 2, 3, 4), help="e.g. 1-4 or 1,2,3")
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--test-b-hospitals", type=_ints, default=tuple(range(5, 12)), help="e.g. 5-11")
+    p.add_argument("--test-b-hospitals", type=int_ranges, default=tuple(range(5, 12)), help="e.g. 5-11")
     p.add_argument("--test-b-size", type=_size_or_all, default=None,
                    help="slices, or 'all' (every slice of the test-B hospitals); default: the size of test A")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)

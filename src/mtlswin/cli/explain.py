@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from mtlswin.explain.audit import summary_markdown
+from mtlswin.explain.collect import audit_runs
+from mtlswin.explain.files import gradcam_files
+
 # The keys of mtlswin.explain.gradcam.CAM_METHODS (not imported here: the CLI starts without torch).
 CAM_METHODS = ("gradcam", "gradcam++", "eigengradcam")
 
@@ -57,8 +61,6 @@ def register(subparsers) -> None:
 
 
 def _gradcam(args: argparse.Namespace) -> int:
-    from mtlswin.explain.files import gradcam_files
-
     written = gradcam_files(
         args.run,
         args.inputs,
@@ -75,9 +77,6 @@ def _gradcam(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from mtlswin.explain.audit import summary_markdown
-    from mtlswin.explain.collect import audit_runs
-
     summary = audit_runs(
         args.runs,
         args.split,

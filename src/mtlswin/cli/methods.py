@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from mtlswin.methods.cue_probe import cue_probe
+from mtlswin.methods.dfr import dfr_run
+
 
 def register(subparsers) -> None:
     """Add ``dfr`` and ``cue-probe`` to ``subparsers``."""
@@ -30,8 +33,6 @@ def register(subparsers) -> None:
 
 
 def _dfr(args: argparse.Namespace) -> int:
-    from mtlswin.methods.dfr import dfr_run
-
     report = dfr_run(args.run, args.out, args.split, args.c, args.subsamples, args.seed, args.batch_size)
     print(f"DFR: C={report['C']:g}, groups {report['group_sizes']} -> {report['subsample_group_size']} each; "
           f"{args.split} worst-group accuracy {report['worst_group_acc_before']:.3f} -> "
@@ -40,8 +41,6 @@ def _dfr(args: argparse.Namespace) -> int:
 
 
 def _cue_probe(args: argparse.Namespace) -> int:
-    from mtlswin.methods.cue_probe import cue_probe
-
     report = cue_probe(args.run, args.split, args.folds, args.n_resamples, args.seed, args.batch_size)
     print(json.dumps({k: report[k] for k in ("split", "auc", "ci_low", "ci_high", "n_slices", "n_patients")}))
     return 0

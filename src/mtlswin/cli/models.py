@@ -6,6 +6,8 @@ import argparse
 
 import yaml
 
+from mtlswin.models.conversion.convert import convert_file
+
 FORMATS = ("swin-imagenet", "authors-mtl", "authors-joint", "swin-unet")
 
 
@@ -21,8 +23,6 @@ def parse_set(items: list[str]) -> dict:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from mtlswin.models.conversion.convert import convert_file
-
     model, report = convert_file(
         args.source_format,
         args.src,

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtlswin.pretrain.config import load_pretrain_config
+from mtlswin.pretrain.run import pretrain
+
 
 def register(subparsers) -> None:
     """Add ``pretrain`` to ``subparsers``."""
@@ -23,9 +26,6 @@ def register(subparsers) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from mtlswin.pretrain.config import load_pretrain_config
-    from mtlswin.pretrain.run import pretrain
-
     path = Path(args.config) if args.config else None
     inputs = list(args.inputs)
     if path is not None and path.suffix.lower() not in (".yaml", ".yml"):

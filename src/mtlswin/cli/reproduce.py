@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mtlswin.pipeline.presets import PRESETS
+from mtlswin.pipeline.reproduce import reproduce
 
 
 def _ints(text: str) -> list[int]:
@@ -47,8 +48,6 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mtlswin.pipeline.reproduce import reproduce
-
     report = reproduce(
         args.preset, args.out, manifest=args.manifest, seeds=args.seeds, rows=args.rows,
         overrides=args.overrides or [], slices=args.slices, jobs=args.jobs, phantom_seed=args.phantom_seed,

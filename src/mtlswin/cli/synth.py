@@ -8,11 +8,15 @@ import shutil
 import time
 from pathlib import Path
 
+from mtlswin.cli.data import int_ranges
+from mtlswin.data.phantom.generate import SynthConfig
+from mtlswin.data.phantom.preview import write_gallery
+from mtlswin.data.phantom.writer import write_dataset
+from mtlswin.io import created_dir
+
 
 def _hospitals(text: str) -> tuple[int, ...]:
-    from mtlswin.cli.data import _ints
-
-    return tuple(range(1, 12)) if text == "all" else _ints(text)
+    return tuple(range(1, 12)) if text == "all" else int_ranges(text)
 
 
 def register(subparsers) -> None:
@@ -66,11 +70,6 @@ def prepare_out(out: Path, overwrite: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtlswin.data.phantom.generate import SynthConfig
-    from mtlswin.data.phantom.preview import write_gallery
-    from mtlswin.data.phantom.writer import write_dataset
-    from mtlswin.io import created_dir
-
     config = SynthConfig(
         preset=args.preset, slices=args.slices, size=args.size, seed=args.seed, spurious=args.spurious,
         p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity, twin_hospitals=args.twins,

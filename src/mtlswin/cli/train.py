@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtlswin.config import load_config
+from mtlswin.evaluation.evaluate import evaluate_run
+from mtlswin.evaluation.predict import predict_files
+from mtlswin.evaluation.report import write_report
+from mtlswin.runs import read_run_config
+from mtlswin.training.train import train
+
 
 def register(subparsers) -> None:
     """Add ``train``, ``evaluate``, ``report`` and ``predict`` to ``subparsers``."""
@@ -42,13 +49,8 @@ def register(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mtlswin.config import load_config
-    from mtlswin.training.train import train
-
     path = Path(args.config)
     if path.is_dir():  # a run folder: its config, data paths resolved, output = where the folder is now
-        from mtlswin.runs import read_run_config
-
         config = read_run_config(path, args.overrides or [])
     else:
         config = load_config(path, args.overrides or [])
@@ -60,8 +62,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(run: Path, splits, n_boot: int, seed: int) -> dict:
-    from mtlswin.evaluation.evaluate import evaluate_run
-
     return evaluate_run(run, splits, n_boot=n_boot, seed=seed)
 
 
@@ -83,16 +83,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from mtlswin.evaluation.report import write_report
-
     out = write_report([Path(r) for r in args.runs], Path(args.out), audit=args.audit)
     print(f"wrote {out}")
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from mtlswin.evaluation.predict import predict_files
-
     table = predict_files(args.run, args.inputs, Path(args.out), threshold=args.threshold, masks=not args.no_masks)
     print(f"{len(table)} slices -> {Path(args.out) / 'predictions.csv'}")
     if (Path(args.out) / "skipped.csv").is_file():

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtlswin.data.readers import file_kind, split_slice
+from mtlswin.io import atomic_path
+
 __all__ = ["ImageInput", "SkipLog", "find_images", "output_name"]
 
 _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".npy", ".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".bmp", ".tif",
@@ -37,7 +40,6 @@ class ImageInput:
 
 def output_name(path: str | Path, base: Path | None = None) -> str:
     """Output name of ``path``: relative to the folder ``base`` (else the file name), suffix dropped, ``/`` -> ``__``."""
-    from mtlswin.data.readers import split_slice
 
     file, k = split_slice(path)
     rel = Path(file).relative_to(base) if base is not None else Path(Path(file).name)
@@ -52,8 +54,6 @@ def output_name(path: str | Path, base: Path | None = None) -> str:
 
 
 def _is_image(path: Path) -> bool:
-    from mtlswin.data.readers import file_kind
-
     try:
         file_kind(path)
     except ValueError:
@@ -81,7 +81,6 @@ class SkipLog:
 
     def write(self, out: Path) -> Path | None:
         """``out/skipped.csv`` (atomic) when something was skipped; a stale one from an earlier call is removed."""
-        from mtlswin.io import atomic_path
 
         path = out / "skipped.csv"
         if not self.rows:
@@ -97,7 +96,6 @@ def find_images(inputs: list[str | Path], skipped: SkipLog) -> list[ImageInput]:
 
     A path that does not exist is recorded in ``skipped``; ``file.nii.gz#k`` names one volume slice.
     """
-    from mtlswin.data.readers import split_slice
 
     found: list[ImageInput] = []
     taken: dict[str, int] = {}

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mtlswin.data.readers import image_shape, split_slice
+from mtlswin.io import atomic_path
 
 REQUIRED_COLUMNS = ("image", "patient_id", "hospital")
 META_COLUMNS = (
@@ -251,7 +252,6 @@ def write_skipped(manifest: Manifest, run_dir: str | Path) -> Path | None:
     if manifest.skipped.empty:
         return None
     out = Path(run_dir) / "skipped_rows.csv"
-    from mtlswin.io import atomic_path
 
     with atomic_path(out) as tmp:
         manifest.skipped.to_csv(tmp, index=False)

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtlswin.io import atomic_path
+
 SPLITS = ("train", "val", "test_a", "test_b", "test_trap")
 TRAP_SPLIT = "test_trap"
 FIRST_TRAP_HOSPITAL = 12  # = mtlswin.data.phantom.hospitals.FIRST_TRAP_HOSPITAL (imported data use hospital 1)
@@ -150,7 +152,6 @@ def make_splits(
 
 def write_splits(splits: pd.DataFrame, path: str | Path) -> Path:
     """Write the splits CSV (``index``, ``split``) atomically (temp file + ``os.replace``)."""
-    from mtlswin.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

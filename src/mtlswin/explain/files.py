@@ -18,8 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtlswin.data.inputs import SkipLog, find_images
+from mtlswin.data.readers import load_mask, load_slice
 from mtlswin.explain.figures import save_overlay
 from mtlswin.explain.gradcam import LogitsOnly, compute_cam
+from mtlswin.io import atomic_path, created_dir
+from mtlswin.runs import Run
 
 __all__ = ["gradcam_files", "load_input"]
 
@@ -29,7 +33,6 @@ def load_input(path: str | Path, img_size: int, window: Any = (40, 80), mask: bo
 
     Images are resized bilinearly (with antialiasing), masks by nearest neighbour, to ``img_size``.
     """
-    from mtlswin.data.readers import load_mask, load_slice
 
     if mask:
         arr = torch.from_numpy(load_mask(path).astype(np.float32))[None, None]
@@ -62,9 +65,6 @@ def gradcam_files(
     The map is at the model's input size (the image is resized to it). ``log``: where the lines about skipped
     inputs and all-zero maps go (default stderr).
     """
-    from mtlswin.data.inputs import SkipLog, find_images
-    from mtlswin.io import atomic_path, created_dir
-    from mtlswin.runs import Run
 
     if masks and len(masks) != len(inputs):
         raise ValueError(f"got {len(masks)} masks for {len(inputs)} inputs; give one --mask per input or none")

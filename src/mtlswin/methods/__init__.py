@@ -2,10 +2,15 @@
 
 Guidance terms added to the training loss (``train.guidance``): :mod:`.rrr`, :mod:`.cam_align`; objectives
 (``train.objective``): :mod:`.groupdro`; post-hoc steps on a trained run folder: :mod:`.dfr`,
-:mod:`.cue_probe`. :mod:`.registry` holds them; importing this package registers every one.
+:mod:`.cue_probe`. :mod:`.registry` holds them.
+
+Importing this package registers the training-time methods, which the config names and the training loop
+composes: they sit below :mod:`mtlswin.config`. The post-hoc steps work on a trained run folder, so they sit
+above :mod:`mtlswin.training` and :mod:`mtlswin.runs` and register when their module is imported (by the
+pipeline or the CLI): importing them here would make the config import a run folder's reader.
 """
 
-from mtlswin.methods import cam_align, cue_probe, dfr, groupdro, rrr
+from mtlswin.methods import cam_align, groupdro, rrr
 from mtlswin.methods.registry import (
     KINDS,
     MethodEntry,
@@ -22,8 +27,6 @@ __all__ = [
     "MethodEntry",
     "build_method",
     "cam_align",
-    "cue_probe",
-    "dfr",
     "get_method",
     "groupdro",
     "method_dict",

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mtlswin.models.checkpoint import is_encoder_checkpoint, read_encoder_checkpoint
 from mtlswin.runs import stored_setting
 
 __all__ = ["initialisation_markdown"]
 
 
 def _describe(path: str) -> str:
-    from mtlswin.models.checkpoint import is_encoder_checkpoint, read_encoder_checkpoint
-
     if not is_encoder_checkpoint(path):
         return f"`{path}` (weights not written by `mtlswin pretrain`: no record of what they were trained on)"
     info = read_encoder_checkpoint(path)[1]["info"]

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mtlswin.data.importers.common import ImportResult, write_manifest
+from mtlswin.io import atomic_path
 
 _SPLITS = {"train": "train", "valid": "val", "test": "test_a"}
 _KEYS = ("image", "label", "mask", "mask_exist")
@@ -76,7 +77,6 @@ def import_authors_npz(src: str | Path, out: str | Path) -> ImportResult:
             })  # fmt: skip
     manifest = write_manifest(records, out, ["hypodensity"], ["source"])
     splits = out / "splits.csv"
-    from mtlswin.io import atomic_path
 
     with atomic_path(splits) as tmp:
         pd.DataFrame(split_rows).to_csv(tmp, index=False)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtlswin.io import atomic_path
+
 
 @dataclasses.dataclass
 class ImportResult:
@@ -44,7 +46,6 @@ def write_manifest(records: list[dict], out_dir: str | Path, markers: list[str],
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = ["image", "mask", "patient_id", "hospital", *markers, *extra]
     path = out_dir / "manifest.csv"
-    from mtlswin.io import atomic_path
 
     with atomic_path(path) as tmp:
         pd.DataFrame(records).reindex(columns=columns).fillna({"mask": ""}).to_csv(tmp, index=False)

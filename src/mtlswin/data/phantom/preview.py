@@ -12,6 +12,7 @@ import pydicom
 from PIL import Image
 
 from mtlswin.data.phantom.generate import MARKERS
+from mtlswin.io import atomic_path
 
 ROWS = (*MARKERS, "negative")
 
@@ -74,7 +75,6 @@ def write_gallery(root: str | Path, path: str | Path | None = None, per_row: int
             on = [m for m in MARKERS if int(r[m])]
             ax.set_title(f"{kind}\n{r['patient_id']} cue={r['cue']}\n{'+'.join(on) or 'no marker'}", fontsize=7)
     fig.tight_layout()
-    from mtlswin.io import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, metadata={"Software": None})
