@@ -1,4 +1,4 @@
-"""Demo rows of ``benchmarks/train.py --demo`` (issue 20): end-to-end training throughput of the demo configs.
+"""Demo rows of ``benchmarks/train.py --demo``: end-to-end training throughput of the demo configs.
 
 What is timed is what ``make demo`` runs: ``mtlswin.training.train.train`` on ``configs/demo/<row>.yaml``
 (``swin``, ``mtl_cls_seg``), validation every epoch and a checkpoint every 50 steps included, for

@@ -1,6 +1,6 @@
 """A vectorised ensemble of seeds against separate runs, model only (not a test): ``python benchmarks/ensemble.py``.
 
-Issue 20 lists "training several seeds of one row as one vectorised ensemble" as a lever: each kernel would do
+The speed work listed "training several seeds of one row as one vectorised ensemble" as a lever: each kernel would do
 K seeds' work. Its premise is that a kernel costs less per image when it does more of them. This script measures
 the premise and the ensemble itself on a demo config, one optimiser step of K members, batch 32 each:
 

@@ -86,7 +86,7 @@ def _simple_rows(text: str, top: int) -> list[tuple[str, float, int, float, floa
 
 def _train_settings() -> contextlib.AbstractContextManager:
     """The settings ``train`` runs its steps under, in the code being profiled: older checkouts have only the
-    subnormal flush (the first round of issue 20) or nothing (before it); profile each as it ran."""
+    subnormal flush (the first round of the CPU speed work) or nothing (before it); profile each as it ran."""
     for module, name in (("mtlswin.training.train", "training_settings"),
                          ("mtlswin.training.denormals", "flushed_denormals")):  # fmt: skip
         try:

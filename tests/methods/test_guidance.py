@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from mtlswin.config import TrainConfig, config_from_dict, load_config, save_config
 from mtlswin.methods import get_method, method_names
 from mtlswin.methods.cam_align import CamAlignGuidance, CamAlignSettings, class_activation_map, soft_dice
-from mtlswin.methods.cue_probe import CueProbeSettings, cue_probe
-from mtlswin.methods.dfr import DFRSettings, dfr_run
 from mtlswin.methods.groupdro import GroupDRO, GroupDROSettings
 from mtlswin.methods.rrr import RRRGuidance, RRRSettings, evidence_region, rrr_penalty
 from mtlswin.models import create_model, test_overrides
+from mtlswin.posthoc.cue_probe import CueProbeSettings, cue_probe
+from mtlswin.posthoc.dfr import DFRSettings, dfr_run
 from mtlswin.training.losses import MultitaskLoss
 from mtlswin.training.module import MTLModule
 

@@ -1,4 +1,4 @@
-"""Memory settings of a training process (issue 20): empty tensors unfilled under deterministic mode, freed
+"""Memory settings of a training process: empty tensors unfilled under deterministic mode, freed
 memory kept by glibc. Neither may change a number the model computes."""
 
 from __future__ import annotations

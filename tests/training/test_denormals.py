@@ -1,4 +1,4 @@
-"""Subnormal flushing during training (issue 20): on inside the block, restored after, no change to normal floats."""
+"""Subnormal flushing during training: on inside the block, restored after, no change to normal floats."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ def _mlp() -> torch.nn.Module:
 
 
 def test_adamw_is_fused_on_cpu_and_trains_the_weights_of_the_for_loop_implementation():
-    # issue 20: the fused kernel (one call for all tensors) must train the same weights as torch's
+    # the fused kernel (one call for all tensors) must train the same weights as torch's
     # per-tensor loop, to float rounding, over 50 steps with both weight-decay groups.
     from timm.optim import param_groups_weight_decay
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from mtlswin.methods.cue_probe import cue_probe
-from mtlswin.methods.dfr import dfr_run
+from mtlswin.posthoc.cue_probe import cue_probe
+from mtlswin.posthoc.dfr import dfr_run
 
 
 def register(subparsers) -> None:

@@ -8,7 +8,7 @@ the logits, and agree to ~1e-6 in float32 (tested). Which is faster depends on t
 - On a GPU, SDPA's fused kernels are what the hardware wants.
 - On the CPU, the bias needs a gradient, so SDPA takes its math path. That path's ``_safe_softmax`` adds
   ``isneginf``, ``all`` and ``where`` over every attention map. The demo Swin's eager training step is
-  7-9% faster with the explicit softmax (``docs/speed.md``, issue 20). At the demo's head width (16, so the
+  faster with the explicit softmax (``docs/speed.md``). At the demo's head width (16, so the
   scale 1/4 is a power of two) the two paths give the same bits in training (tested).
 
 So a module that holds window attention (:class:`AttentionPath`: the Swin encoder and the Swin-Unet decoder)

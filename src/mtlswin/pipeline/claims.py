@@ -85,7 +85,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("MTL-Swin-Unet (cls+seg)'s Grad-CAM lies more on the hematoma than Swin's", "energy_a", "mtl_cls_seg"),
     Claim("Joint-SwinTransformer's Grad-CAM lies more on the hematoma than Swin's", "energy_a", "joint_swin"),
 )
-# The alternatives' comparisons (issue 21): each method against Swin, and MTL-Swin-Unet against each method,
+# The alternatives' comparisons: each method against Swin, and MTL-Swin-Unet against each method,
 # on what a reviewer asks: AUC on the shifted and on the trap test set, worst-group accuracy, cue sensitivity.
 METHOD_STATISTICS = (("auc_b", 1, "a higher AUC on test B"), ("auc_trap", 1, "a higher AUC on the trap test set"),
                      ("worst_group_b", 1, "a higher worst-group accuracy on test B"),

@@ -1,7 +1,7 @@
 """Rows made from another trained run instead of trained: how each is made, and how to tell it is up to date.
 
 ``swin_dfr-seed<k>`` is ``swin-seed<k>`` with its last layer refitted by Deep Feature Reweighting on the
-group-balanced validation split (:func:`mtlswin.methods.dfr.dfr_run`).
+group-balanced validation split (:func:`mtlswin.posthoc.dfr.dfr_run`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mtlswin.methods.dfr import dfr_run
 from mtlswin.pipeline.claims import seed_of
+from mtlswin.posthoc.dfr import dfr_run
 
 __all__ = ["dfr_done", "make_dfr"]
 

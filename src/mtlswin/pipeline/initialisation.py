@@ -1,4 +1,4 @@
-"""The report's line on how the runs' encoders were initialised (issue 19): random, or which pretrained file.
+"""The report's line on how the runs' encoders were initialised: random, or which pretrained file.
 
 A pretrained encoder (``model.pretrained``, an encoder checkpoint of ``mtlswin pretrain`` or converted
 weights) is named with what its metadata says it was trained on and for how long, the way a paper names

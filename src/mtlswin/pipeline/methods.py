@@ -1,6 +1,6 @@
 """The alternatives' stages and tables (``reproduce --preset methods`` and ``--preset mask-budget``).
 
-- the cue probe of every classifier on test B (:func:`mtlswin.methods.cue_probe.cue_probe`);
+- the cue probe of every classifier on test B (:func:`mtlswin.posthoc.cue_probe.cue_probe`);
 - the methods table: per row, mean ± sd over seeds of AUC on test A, B and the trap test set, worst-group
   accuracy on test B (the (label, cue) group the run classifies worst, at its threshold), cue sensitivity on
   test B (the twins) and the cue probe's AUC, with the runs that did not learn;
@@ -24,9 +24,9 @@ import pandas as pd
 from mtlswin.evaluation.learned import run_learning_failure
 from mtlswin.evaluation.report import fmt_mean_sd
 from mtlswin.io import atomic_path, atomic_write_text
-from mtlswin.methods.cue_probe import cue_probe
 from mtlswin.pipeline.claims import row_of
 from mtlswin.pipeline.stages import time_table
+from mtlswin.posthoc.cue_probe import cue_probe
 
 __all__ = ["COLUMNS", "cue_probe_ok", "methods_markdown", "methods_table", "run_cue_probe",
            "write_budget_report"]  # fmt: skip

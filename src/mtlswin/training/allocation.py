@@ -1,14 +1,14 @@
-"""How a training process gets its memory on a CPU: two settings that change no arithmetic (issue 20).
+"""How a training process gets its memory on a CPU: two settings that change no arithmetic.
 
 1. :func:`unfilled_empty_tensors`: with ``trainer.deterministic: true`` (every shipped config) Lightning calls
    ``torch.use_deterministic_algorithms(True)``, which also switches on
    ``torch.utils.deterministic.fill_uninitialized_memory``: every ``torch.empty`` is filled with NaN, a debugging
-   aid that costs a pass over memory per buffer (392 ``fill_`` calls a demo Swin step). The results of a correct
+   aid that costs a pass over memory per buffer (hundreds of ``fill_`` calls a training step). The results of a correct
    program never depend on it (nothing reads a buffer before writing it), so training turns it off inside the
    block and restores it after.
 2. :func:`keep_freed_memory`: glibc's ``malloc`` hands buffers above its mmap threshold back to the kernel when
    they are freed and trims the top of the heap, so the next step's activations are page-faulted in (and zeroed by
-   the kernel) again: ~1,800 page faults a demo Swin step. Raising both thresholds keeps freed memory in the heap
+   the kernel) again, every step. Raising both thresholds keeps freed memory in the heap
    for the next step (the resident memory stays at the peak of a step). glibc only; elsewhere nothing changes.
 """
 

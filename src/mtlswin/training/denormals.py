@@ -3,9 +3,8 @@
 Why: Swin's shifted-window mask adds -100 to the logits of token pairs from different image regions, so
 the softmax produces probabilities near ``exp(-100) ~ 4e-44``: subnormal float32 numbers. x86 cores handle
 arithmetic on subnormals in microcode, tens of times slower than on normal numbers, and the products of
-the attention (``P @ V`` and the whole backward) are full of them. Measured on the demo's Swin (issue 20,
-2 cores, one thread, batch 32): 46.0 ms a training step with subnormals, 36.3 ms with them flushed;
-``bmm`` of the 16x16 windows went from 403 to 89 us. Values below 1.2e-38 become 0, far below anything a
+the attention (``P @ V`` and the whole backward) are full of them, so flushing them shortens a demo Swin
+step by about a fifth (docs/speed.md). Values below 1.2e-38 become 0, far below anything a
 float32 training step resolves; CPU-only (GPUs flush in their kernels already).
 """
 

@@ -85,7 +85,7 @@ def build_optimizer(
 
 def _fusable(groups: list[dict]) -> bool | None:
     """True when every parameter lives where torch has a fused AdamW kernel (CPU, CUDA): one kernel over all
-    tensors instead of a dozen small ones per tensor (demo Swin: 2.8 -> 0.8 ms a step; the weights agree with
+    tensors instead of a dozen small ones per tensor (docs/speed.md; the weights agree with
     the for-loop implementation to float rounding, tests/training/test_schedule.py). None: torch's default."""
     params = [p for g in groups for p in g["params"]]
     fusable = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)

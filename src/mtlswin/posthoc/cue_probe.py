@@ -2,7 +2,7 @@
 
 On one split (default ``test_b``, where the cue is independent of the label, so a probe cannot read the
 cue off label information), the frozen pooled features ``f(x)`` (the head's input; shared with DFR:
-:func:`mtlswin.methods.dfr.extract_features`) are standardised and a logistic regression
+:func:`mtlswin.posthoc.dfr.extract_features`) are standardised and a logistic regression
 (L2, ``C = 1``) predicts the manifest's ``cue`` column:
 
     p_i = sigmoid(w . z_i + b)  fitted on the other folds   # out-of-fold, folds by patient_id (cue-stratified)
@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mtlswin.io import atomic_write_text
-from mtlswin.methods.dfr import extract_features
 from mtlswin.methods.registry import register_method
+from mtlswin.posthoc.dfr import extract_features
 from mtlswin.runs import Run
 from mtlswin.stats import bootstrap_ci, fast_auc
 

@@ -18,7 +18,7 @@ then the final head is refit on the whole held-out split with that ``C``. The wo
 in ``dfr.json`` is measured on the data the head was fitted on (in-sample); judge the method on the test
 splits with ``mtlswin evaluate OUT``.
 
-:func:`extract_features` (also used by :mod:`mtlswin.methods.cue_probe`) computes the frozen features.
+:func:`extract_features` (also used by :mod:`mtlswin.posthoc.cue_probe`) computes the frozen features.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from mtlswin.config import config_from_dict, save_config
-from mtlswin.methods.dfr import (
+from mtlswin.models import create_model, load_model, save_model, test_overrides
+from mtlswin.posthoc.dfr import (
     balanced_subsample,
     dfr_fit,
     dfr_run,
@@ -20,7 +21,6 @@ from mtlswin.methods.dfr import (
     refit_head,
     worst_group_accuracy,
 )
-from mtlswin.models import create_model, load_model, save_model, test_overrides
 from mtlswin.runs import Run
 
 # (label, cue) -> slices: the cue agrees with the label in 91% of the slices (the spurious correlation).

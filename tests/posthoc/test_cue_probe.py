@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mtlswin.methods.cue_probe import cue_probe, probe_auc, probe_out_of_fold
+from mtlswin.posthoc.cue_probe import cue_probe, probe_auc, probe_out_of_fold
 
 
 def _patients(n_patients: int = 150, per: int = 4, seed: int = 0):
