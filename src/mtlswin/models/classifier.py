@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 import torch
 from torch import nn
@@ -21,6 +22,8 @@ __all__ = ["SwinClassifier", "build_swin", "build_swin_tiny"]
 
 # GAP + one Linear head on the bottleneck tokens that its one Grad-CAM layer outputs; a Swin encoder to pretrain.
 _CAPABILITIES = Capabilities(linear_head=True, cam_align=True, simmim_pretrain=True)
+# Every model of this family: the test sizes and capabilities above.
+_register = partial(register_model, test=TEST_ENCODER, capabilities=_CAPABILITIES)
 
 
 class SwinClassifier(nn.Module):
@@ -55,23 +58,11 @@ class SwinClassifier(nn.Module):
     cam_reshape = staticmethod(nhwc_to_nchw)
 
 
-@register_model(
-    "swin",
-    SwinClassifierConfig,
-    test=TEST_ENCODER,
-    description="Swin Transformer classifier, depths 2-2-2-2",
-    capabilities=_CAPABILITIES,
-)
+@_register("swin", SwinClassifierConfig, description="Swin Transformer classifier, depths 2-2-2-2")
 def build_swin(config: SwinClassifierConfig) -> nn.Module:
     return apply_pretrained(SwinClassifier(config), config)
 
 
-@register_model(
-    "swin_tiny",
-    SwinTinyConfig,
-    test=TEST_ENCODER,
-    description="Swin-T classifier, depths 2-2-6-2",
-    capabilities=_CAPABILITIES,
-)
+@_register("swin_tiny", SwinTinyConfig, description="Swin-T classifier, depths 2-2-6-2")
 def build_swin_tiny(config: SwinTinyConfig) -> nn.Module:
     return apply_pretrained(SwinClassifier(config), config)

@@ -13,6 +13,7 @@ after ``model.train()``, and loading its weights fails on any missing or unexpec
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,6 +30,8 @@ __all__ = ["JointSwin", "build_joint_swin", "build_joint_swin_tiny"]
 
 # The head pools two encoders (two Grad-CAM layers): neither one Linear on one encoder's features nor CAM alignment.
 _CAPABILITIES = Capabilities(frozen_encoder=True, simmim_pretrain=True)
+# Every model of this family: the test sizes and capabilities above.
+_register = partial(register_model, test=TEST_ENCODER, capabilities=_CAPABILITIES)
 
 
 class JointSwin(nn.Module):
@@ -90,23 +93,11 @@ def _build(config: JointSwinConfig) -> nn.Module:
     return model
 
 
-@register_model(
-    "joint_swin",
-    JointSwinConfig,
-    test=TEST_ENCODER,
-    description="Joint-SwinTransformer, depths 2-2-2-2",
-    capabilities=_CAPABILITIES,
-)
+@_register("joint_swin", JointSwinConfig, description="Joint-SwinTransformer, depths 2-2-2-2")
 def build_joint_swin(config: JointSwinConfig) -> nn.Module:
     return _build(config)
 
 
-@register_model(
-    "joint_swin_tiny",
-    JointSwinTinyConfig,
-    test=TEST_ENCODER,
-    description="Joint-SwinTransformer, Swin-T",
-    capabilities=_CAPABILITIES,
-)
+@_register("joint_swin_tiny", JointSwinTinyConfig, description="Joint-SwinTransformer, Swin-T")
 def build_joint_swin_tiny(config: JointSwinTinyConfig) -> nn.Module:
     return _build(config)

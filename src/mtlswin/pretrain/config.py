@@ -20,16 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtlswin import config_loader as loader
 from mtlswin.config import ModelConfig, OutputConfig
-from mtlswin.config_loader import (
-    check_sections,
-    dataclass_section,
-    load_yaml_config,
-    model_section,
-    plain,
-    save_yaml_config,
-    trainer_section,
-)
 from mtlswin.models.registry import models_with
 
 __all__ = [
@@ -89,7 +81,7 @@ class PretrainConfig:
             "trainer": copy.deepcopy(self.trainer),
             "output": dataclasses.asdict(self.output),
         }
-        return plain(out)
+        return loader.plain(out)
 
 
 _SECTIONS = ("model", "data", "pretrain", "trainer", "output")
@@ -97,14 +89,14 @@ _SECTIONS = ("model", "data", "pretrain", "trainer", "output")
 
 def pretrain_config_from_dict(raw: dict[str, Any], name: str | None = None) -> PretrainConfig:
     """Validate a raw dict (the YAML layout) into a :class:`PretrainConfig`."""
-    check_sections(raw, _SECTIONS, "a pretrain config")
-    model_name, model_options = model_section(raw.get("model"), "swin")
+    loader.check_sections(raw, _SECTIONS, "a pretrain config")
+    model_name, model_options = loader.model_section(raw.get("model"), "swin")
     config = PretrainConfig(
         model=ModelConfig(name=model_name, options=model_options),
-        data=dataclass_section(PretrainDataConfig, raw.get("data"), "data"),
-        pretrain=dataclass_section(SimMIMConfig, raw.get("pretrain"), "pretrain"),
-        trainer=trainer_section(raw.get("trainer"), epochs_key="pretrain.epochs"),
-        output=dataclass_section(OutputConfig, raw.get("output"), "output"),
+        data=loader.dataclass_section(PretrainDataConfig, raw.get("data"), "data"),
+        pretrain=loader.dataclass_section(SimMIMConfig, raw.get("pretrain"), "pretrain"),
+        trainer=loader.trainer_section(raw.get("trainer"), epochs_key="pretrain.epochs"),
+        output=loader.dataclass_section(OutputConfig, raw.get("output"), "output"),
     )
     swin_families = models_with("simmim_pretrain")
     if config.model.name not in swin_families:
@@ -141,9 +133,11 @@ def _check(config: PretrainConfig) -> None:
 
 def load_pretrain_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> PretrainConfig:
     """Read a YAML pretrain config (or start from the defaults when ``path`` is None), apply ``overrides``."""
-    return load_yaml_config(path, overrides, _SECTIONS, pretrain_config_from_dict, "see configs/demo/pretrain.yaml")
+    return loader.load_yaml_config(
+        path, overrides, _SECTIONS, pretrain_config_from_dict, "see configs/demo/pretrain.yaml"
+    )
 
 
 def save_pretrain_config(config: PretrainConfig, path: str | Path) -> None:
     """Write the resolved pretrain config as YAML (readable back by :func:`load_pretrain_config`)."""
-    save_yaml_config(config.to_dict(), path)
+    loader.save_yaml_config(config.to_dict(), path)
