@@ -1,12 +1,31 @@
-"""Shared fixtures: a tiny synthetic data set (see tests/data_fixtures.py)."""
+"""Shared fixtures: a tiny synthetic data set (see tests/data_fixtures.py); the Hypothesis profiles.
+
+Property-based tests run the ``ci`` profile: a fixed number of examples, drawn from a fixed seed
+(``derandomize``), so every run of CI tries the same cases; ``HYPOTHESIS_PROFILE=explore`` draws
+new ones, more of them, to look for bugs by hand.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from data_fixtures import TinyData, make_tiny_data
 
 __all__ = ["make_tiny_data"]
+
+settings.register_profile(
+    "ci",
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,15 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 
 from mtlswin.cli import main
-from mtlswin.models import test_overrides
+from mtlswin.models import create_model, save_model, test_overrides
+from mtlswin.models.configs import TEST_ENCODER
 
 BROKEN_YAML = "model:\n  name: swin\ntrain: {epochs: 3\ndata:\n  batch_size: 2\n"
 
@@ -76,6 +79,14 @@ CASES = [
     ),
     ("reproduce --out {tmp}/repro --preset nope", 2, "argument --preset: invalid choice: 'nope'", "{tmp}/repro"),
     ("frobnicate", 2, "invalid choice: 'frobnicate'", "{tmp}/runs"),
+    # a slice holding NaN or Inf: refused by the manifest row, naming how many voxels of each kind
+    ("prepare {nan_manifest}", 1, "row 2 (s1.npy): image file: ", "{tmp}/nan/.mtlswin_cache"),
+    (
+        "train {cfg} --set data.manifest={nan_manifest}",
+        1,
+        "2 of 1024 voxels are not finite numbers (1 NaN, 1 -Inf)",
+        "{tmp}/runs",
+    ),
 ]
 
 
@@ -96,7 +107,28 @@ def places(tmp_path, tiny_data):
     bad.mkdir()
     (bad / "config.yaml").write_text(yaml.safe_dump(config))
     (bad / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{truncated")
-    return {"tmp": str(tmp_path), "cfg": str(tmp_path / "cfg.yaml"), "manifest": str(tiny_data.manifest)}
+    return {"tmp": str(tmp_path), "cfg": str(tmp_path / "cfg.yaml"), "manifest": str(tiny_data.manifest),
+            "nan_manifest": str(_nan_manifest(tmp_path / "nan", tiny_data)), "ckpt": str(_checkpoint(tmp_path))}  # fmt: skip
+
+
+def _nan_manifest(folder: Path, tiny_data) -> Path:
+    """The tiny manifest with its second slice replaced by a ``.npy`` holding one NaN and one -Inf."""
+    folder.mkdir()
+    table = pd.read_csv(tiny_data.manifest, dtype=str, keep_default_na=False)
+    table["image"] = [str(tiny_data.root / p) for p in table["image"]]
+    table["mask"] = [str(tiny_data.root / p) if p else "" for p in table["mask"]]
+    arr = np.full((32, 32), 0.5, np.float32)
+    arr[3, 4], arr[5, 6] = np.nan, -np.inf
+    np.save(folder / "s1.npy", arr)
+    np.save(folder / "good.npy", np.full((32, 32), 0.5, np.float32))
+    table.loc[1, ["image", "mask"]] = ["s1.npy", ""]
+    table.to_csv(folder / "manifest.csv", index=False)
+    return folder / "manifest.csv"
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    return save_model(create_model("swin", **TEST_ENCODER), tmp_path / "model.safetensors")
 
 
 class _Opaque:
@@ -133,11 +165,43 @@ def test_debug_flag_and_environment_show_the_traceback(places, monkeypatch):
 
 
 def test_a_bug_keeps_its_traceback(places, monkeypatch):
-    import mtlswin.config
+    import mtlswin.cli.train
 
     def boom(*_args, **_kwargs):
         raise ZeroDivisionError("a bug, not an input error")
 
-    monkeypatch.setattr(mtlswin.config, "load_config", boom)
+    # where the command looks it up (its module-level import), or the patch misses and a real training runs
+    monkeypatch.setattr(mtlswin.cli.train, "load_config", boom)
     with pytest.raises(ZeroDivisionError):
         main(["train", places["cfg"]])
+
+
+@pytest.mark.parametrize("command", ["predict", "gradcam"])
+def test_a_slice_with_nan_is_skipped_by_name_and_the_rest_goes_on(command, places, capsys):
+    nan = places["nan_manifest"].replace("manifest.csv", "")
+    out = f"{places['tmp']}/out"
+    code, err = _run([command, places["ckpt"], f"{nan}s1.npy", f"{nan}good.npy", "--out", out], capsys)
+    assert code == 0 and "Traceback" not in err
+    assert "skipped " in err and "s1.npy: 2 of 1024 voxels are not finite numbers (1 NaN, 1 -Inf)" in err
+    skipped = pd.read_csv(f"{out}/skipped.csv")
+    assert skipped["file"].tolist() == [f"{nan}s1.npy"] and "NonFiniteError" in skipped["reason"][0]
+    if command == "predict":
+        table = pd.read_csv(f"{out}/predictions.csv")
+        assert table["name"].tolist() == ["good"] and table["probability"].notna().all()
+    else:
+        assert sorted(p.name for p in Path(out).glob("*.npy")) == ["good_cam.npy"]
+    # only the slice with NaN: the skip line, then the one error line; no output folder
+    code, err = _run([command, places["ckpt"], f"{nan}s1.npy", "--out", f"{out}2"], capsys)
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 2 and "(1 NaN, 1 -Inf)" in lines[0], err
+    assert lines[1].startswith(f"mtlswin {command}: error: none of the 1 inputs could be read")
+    assert not Path(f"{out}2").exists()
+
+
+def test_validate_names_the_row_and_skips_it_when_asked(places, capsys):
+    code, err = _run(["validate", places["nan_manifest"]], capsys)
+    assert code == 1 and "row 2 (s1.npy): image file: " in err and "(1 NaN, 1 -Inf)" in err and "Traceback" not in err
+    code, err = _run(["validate", places["nan_manifest"], "--on-bad-row", "skip"], capsys)
+    assert code == 0, err
+    skipped = pd.read_csv(places["nan_manifest"].replace("manifest.csv", "skipped_rows.csv"))
+    assert skipped["row"].tolist() == [2] and "1 NaN, 1 -Inf" in skipped["problem"][0]

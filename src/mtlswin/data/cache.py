@@ -15,6 +15,10 @@ re-opening a cache does not re-read every file; a file whose size or mtime chang
 A build writes into ``CACHE_DIR/.tmp-<key>-<random>/`` and ``os.replace``-s it into place at the end,
 so an interrupted build is never used (a leftover ``.tmp-*`` folder is ignored). Builds of one key take turns
 through the lock file ``CACHE_DIR/.<key>.lock``: a process that opens a cache another is building waits for it.
+
+A slice holding NaN or Inf stops the build with :class:`~mtlswin.data.readers.NonFiniteError` naming its manifest
+row (``read_manifest`` refuses or skips such rows before); float16 slices read back from a cache are checked
+the same way, so a damaged cache file gives no NaN to a model.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch
 from filelock import FileLock
 
 from mtlswin.data.manifest import Manifest
-from mtlswin.data.readers import Window, load_mask, load_slice, split_slice
+from mtlswin.data.readers import NonFiniteError, Window, check_finite, load_mask, load_slice, split_slice
 from mtlswin.data.transforms import resize_image, resize_mask
 from mtlswin.io import atomic_write_text
 
@@ -137,7 +141,17 @@ class SliceCache:
         """Windowed slice of manifest row ``index`` as float32 ``(S, S)`` in [0, 1]."""
         if self._images is None:
             self._open()
-        return self.as_float(self._images[self.row_of[int(index)]])
+        return self._finite(self.as_float(self._images[self.row_of[int(index)]]), [index])
+
+    def _finite(self, images: np.ndarray, indices) -> np.ndarray:
+        """``images`` unchanged; NonFiniteError naming the cache file and manifest rows if a float16 one is not
+        finite (uint8 slices always are)."""
+        if images.dtype != np.uint8 and not np.isfinite(images).all():
+            bad = [
+                int(i) + 1 for i, one in zip(indices, images.reshape(len(indices), -1)) if not np.isfinite(one).all()
+            ]
+            check_finite(images, self.path / "images.npy", f"manifest row(s) {bad[:5]}")
+        return images
 
     @staticmethod
     def as_float(stored: np.ndarray) -> np.ndarray:
@@ -152,7 +166,8 @@ class SliceCache:
         if self._images is None:
             self._open()
         rows = np.array([self.row_of[int(i)] for i in indices], dtype=np.int64)
-        return np.take(self._images, rows, axis=0), np.take(self._masks, rows, axis=0), self.has_mask[rows]
+        images = self._finite(np.take(self._images, rows, axis=0), indices)
+        return images, np.take(self._masks, rows, axis=0), self.has_mask[rows]
 
     @staticmethod
     def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -178,17 +193,21 @@ class _Decode(torch.utils.data.Dataset):
     def __init__(self, manifest: Manifest, size: int, window: Window):
         self.size, self.window = size, window
         self.images, self.masks = manifest.image_paths(), manifest.mask_paths()
+        self.rows = manifest.table.index.tolist()
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int):
-        full = load_slice(self.images[i], self.window)
+        try:
+            full = load_slice(self.images[i], self.window)
+            mask = load_mask(self.masks[i]) if self.masks[i] is not None else None
+        except NonFiniteError as err:
+            raise NonFiniteError(f"manifest row {self.rows[i] + 1}: {err}") from err
         image = resize_image(full, self.size)
         mask_path = self.masks[i]
-        if mask_path is None:
+        if mask is None:
             return i, image, np.zeros((self.size, self.size), np.uint8), False
-        mask = load_mask(mask_path)
         if mask.shape != full.shape:
             raise ValueError(f"{mask_path}: mask size {mask.shape} differs from image size {full.shape}")
         return i, image, resize_mask(np.clip(mask, 0, 255).astype(np.uint8), self.size), True

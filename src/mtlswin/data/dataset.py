@@ -39,7 +39,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from mtlswin.data.cache import SliceCache
 from mtlswin.data.manifest import Manifest
-from mtlswin.data.readers import Window, load_mask, load_slice
+from mtlswin.data.readers import NonFiniteError, Window, load_mask, load_slice
 from mtlswin.data.transforms import PairTransform, augment_arrays, draw_params, sample_rng
 
 
@@ -100,9 +100,12 @@ class SliceDataset(Dataset):
             has_mask = bool(self.cache.has_mask[self.cache.row_of[idx]])
             image = self.cache.image(idx)
         else:
-            image = load_slice(self.image_paths[i], self.window)
-            has_mask = self.mask_paths[i] is not None
-            mask = load_mask(self.mask_paths[i]) if has_mask else np.zeros(image.shape, np.uint8)
+            try:
+                image = load_slice(self.image_paths[i], self.window)
+                has_mask = self.mask_paths[i] is not None
+                mask = load_mask(self.mask_paths[i]) if has_mask else np.zeros(image.shape, np.uint8)
+            except NonFiniteError as err:  # found while training: name the row to fix or drop
+                raise NonFiniteError(f"manifest row {idx + 1}: {err}") from err
             if mask.shape != image.shape:
                 raise ValueError(f"{self.mask_paths[i]}: mask size {mask.shape} differs from image size {image.shape}")
         mask, has_mask = self._given_masks(mask, np.bool_(has_mask), self.mask_hidden[i])

@@ -6,6 +6,10 @@ pylibjpeg plugins; pydicom also corrects JPEG 2000 files whose codestream signed
 with the header, e.g. pydicom's ``J2K_pixelrep_mismatch.dcm``), and
 ``pydicom.pixels.apply_modality_lut`` applies ``HU = RescaleSlope * stored + RescaleIntercept``
 (or a modality LUT), for signed and unsigned pixel representation alike.
+
+A rescale value that is empty, not a number, NaN or Inf is refused by name; HU that come out NaN or Inf
+anyway (float pixel data, an overflow) are refused by the readers' one finiteness check
+(:func:`mtlswin.data.readers.check_finite`).
 """
 
 from __future__ import annotations
@@ -71,17 +75,55 @@ def read_dicom_hu(path: str | Path) -> np.ndarray:
             f"{path}: expected one 2-D slice, got pixel array of shape {stored.shape} "
             "(multi-frame or colour DICOM); split it into single slices first"
         )
-    if "ModalityLUTSequence" in ds or "RescaleSlope" not in ds:
+    rescale = _rescale(ds, path)
+    if rescale is None:
         return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
     # The common case, HU = slope * stored + intercept, in float32 directly (apply_modality_lut
     # goes through float64: the same values, 3x slower on a 512x512 slice).
-    slope, intercept = float(ds.RescaleSlope), float(ds.get("RescaleIntercept", 0.0))
+    slope, intercept = rescale
     hu = stored.astype(np.float32)
-    if slope != 1.0:
-        hu *= np.float32(slope)
-    if intercept != 0.0:
-        hu += np.float32(intercept)
+    with np.errstate(over="ignore"):  # an overflow gives Inf, which the readers' finiteness check refuses by name
+        if slope != 1.0:
+            hu *= np.float32(slope)
+        if intercept != 0.0:
+            hu += np.float32(intercept)
     return hu
+
+
+def _header_number(ds, tag: str, default: float, path: str | Path) -> float:
+    """The header value ``tag`` as a finite float (``default`` when absent); ValueError naming it otherwise."""
+    if tag not in ds:
+        return default
+    try:
+        value = ds[tag].value  # pydicom converts the text on first access
+        number = float(value)
+    except (TypeError, ValueError) as err:
+        value = ds.get_item(tag).value
+        shown = "is empty" if value in (None, b"", "") else f"{value!r} is not a number"
+        raise ValueError(f"{path}: {tag} {shown}; HU = RescaleSlope * stored + RescaleIntercept") from err
+    if not np.isfinite(number):
+        raise ValueError(f"{path}: {tag} is {number}, not a finite number: every HU of the slice would be NaN or Inf")
+    return number
+
+
+def _rescale(ds, path: str | Path) -> tuple[float, float] | None:
+    """(RescaleSlope, RescaleIntercept) of ``ds``, each a finite number (intercept 0 when absent); None when
+    pydicom's modality LUT applies instead (a ModalityLUTSequence, or no RescaleSlope: the stored values)."""
+    if "ModalityLUTSequence" in ds or "RescaleSlope" not in ds:
+        return None
+    return _header_number(ds, "RescaleSlope", 1.0, path), _header_number(ds, "RescaleIntercept", 0.0, path)
+
+
+def dicom_may_hold_nonfinite(path: str | Path) -> bool:
+    """Whether the file's HU can be NaN or Inf, from its header: float pixel data (32 or 64 bits allocated), or a
+    rescale that takes the stored range past float32. An invalid rescale value raises ValueError naming it."""
+    ds = _read_dataset(path, stop_before_pixels=True)
+    slope, intercept = _rescale(ds, path) or (1.0, 0.0)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    if bits >= 32:
+        return True
+    reach = abs(slope) * 2.0 ** int(ds.get("BitsStored", bits) or bits) + abs(intercept)
+    return not reach < float(np.finfo(np.float32).max)
 
 
 def _first_value(value) -> float:

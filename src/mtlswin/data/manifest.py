@@ -9,8 +9,9 @@ cue flipped, e.g. written by ``mtlswin synth --twins``; or empty). Every other c
 
 :func:`read_manifest` checks everything before training starts and reports ALL problems at once,
 each with its 1-based data row number and path: missing required columns, missing files,
-unreadable files, masks whose size differs from their image, labels that are not 0/1, duplicate
-rows, empty target cells. With ``on_bad_row="skip"`` the bad rows are dropped and returned in
+unreadable files, files holding values that are not finite numbers (NaN, Inf:
+:func:`mtlswin.data.readers.check_values`), masks whose size differs from their image, labels that are not 0/1,
+duplicate rows, empty target cells. With ``on_bad_row="skip"`` the bad rows are dropped and returned in
 ``Manifest.skipped`` (write them with :func:`write_skipped`); problems of the whole file (a missing
 column) are always errors.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlswin.data.readers import image_shape, split_slice
+from mtlswin.data.readers import NonFiniteError, check_values, image_shape, split_slice
 from mtlswin.io import atomic_path
 
 REQUIRED_COLUMNS = ("image", "patient_id", "hospital")
@@ -196,6 +197,9 @@ def _file_problems(root: Path, rec: dict) -> list[str]:
             continue
         try:
             shapes[col] = image_shape(full)
+            check_values(full)
+        except NonFiniteError as err:
+            found.append(f"{col} file: {err}")
         except ValueError as err:
             found.append(f"unreadable {col} file: {err}")
     for col in ("mask", "twin"):

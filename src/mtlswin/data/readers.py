@@ -14,21 +14,60 @@ Supported inputs (chosen by the file name's ending):
 
 Images and masks of one sample go through the same reader, so they stay registered.
 Every error names the file and the problem.
+
+Every reader refuses values that are not numbers (NaN, +Inf, -Inf) through the one check
+:func:`check_finite`, which raises :class:`NonFiniteError` naming the file, the slice and how many voxels
+of each kind: NaN passes every range check written as a comparison, and a windowed NaN would become a
+prediction nobody computed. :func:`check_values` runs the same check for the manifest, decoding pixels only
+where the format can hold such values.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import numpy as np
 
-from mtlswin.data.dicom import DEFAULT_WINDOW, apply_window, dicom_shape, dicom_window, read_dicom_hu
+from mtlswin.data.dicom import (
+    DEFAULT_WINDOW,
+    apply_window,
+    dicom_may_hold_nonfinite,
+    dicom_shape,
+    dicom_window,
+    read_dicom_hu,
+)
 
 Window = tuple[float, float] | str
 
 _RASTER = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _DICOM = (".dcm", ".dicom", ".ima", "")
+
+
+class NonFiniteError(ValueError):
+    """A slice holds values that are not finite numbers (NaN, +Inf, -Inf); the message names where and how many."""
+
+
+def check_finite(array: np.ndarray, source: str | Path, slice: int | str | None = None) -> np.ndarray:
+    """``array`` unchanged when every value is a finite number; else :class:`NonFiniteError`.
+
+    The message names ``source`` (the file), ``slice`` (an index or a label such as ``"manifest row 3"``)
+    and the count of NaN, +Inf and -Inf voxels. Integer and boolean arrays hold only finite values.
+    """
+    values = np.asarray(array)
+    if values.dtype.kind not in "fc" or np.isfinite(values).all():
+        return array
+    if values.dtype.kind == "c":  # |NaN + 0j| is NaN and |Inf| is +Inf: the real counts below hold
+        values = np.abs(values)
+    counts = {"NaN": np.isnan(values).sum(), "+Inf": np.isposinf(values).sum(), "-Inf": np.isneginf(values).sum()}
+    kinds = ", ".join(f"{int(n)} {name}" for name, n in counts.items() if n)
+    bad = sum(int(n) for n in counts.values())
+    where = f"{source}" if slice is None else f"{source}, slice {slice}"
+    raise NonFiniteError(
+        f"{where}: {bad} of {values.size} voxels are not finite numbers ({kinds}); "
+        "a slice with NaN or Inf values is not read (fix or drop the file)"
+    )
 
 
 def split_slice(path: str | Path) -> tuple[Path, int | None]:
@@ -57,18 +96,34 @@ def file_kind(path: str | Path) -> str:
     )
 
 
-@functools.lru_cache(maxsize=2)
 def _nifti_volume(path: str, mtime_ns: int) -> np.ndarray:
-    """Whole volume, scaled (cached: consecutive slices of one volume are read together)."""
+    """Whole volume, scaled; ValueError naming the file when it cannot be read."""
+    data = _nifti_read(path, mtime_ns)
+    if isinstance(data, str):
+        raise ValueError(data)
+    return data
+
+
+@functools.lru_cache(maxsize=2)
+def _nifti_read(path: str, mtime_ns: int) -> np.ndarray | str:
+    """Whole volume, scaled, or why it cannot be read (cached either way: consecutive slices of one volume are
+    read together, and every slice of an unreadable volume fails at once instead of decoding it again)."""
     import nibabel as nib
 
     try:
+        shape = nifti_shape(path)  # a header that announces more voxels than the file holds is refused before reading
+    except ValueError as err:
+        return str(err)
+    if 0 in shape:  # nibabel reads an empty volume as 1-D
+        return np.zeros(shape, np.float32)
+    try:
         img = nib.load(path)
-        data = np.asarray(img.dataobj)
+        with np.errstate(over="ignore"):  # a scale that overflows gives Inf, refused per slice by check_finite
+            data = np.asarray(img.dataobj)
     except Exception as err:  # nibabel raises several types for bad headers / truncated data
-        raise ValueError(f"{path}: unreadable NIfTI file ({type(err).__name__}: {err})") from err
+        return f"{path}: unreadable NIfTI file ({type(err).__name__}: {err})"
     if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3-D NIfTI volume, got shape {data.shape}")
+        return f"{path}: expected a 3-D NIfTI volume, got shape {data.shape}"
     return data
 
 
@@ -82,7 +137,7 @@ def _nifti_slice(path: Path, k: int | None) -> np.ndarray:
     vol = _nifti_volume(str(path), mtime)
     if not 0 <= k < vol.shape[2]:
         raise ValueError(f"{path}#{k}: slice index out of range, the volume has {vol.shape[2]} slices (0-based)")
-    return np.ascontiguousarray(vol[:, :, k].T)
+    return check_finite(np.ascontiguousarray(vol[:, :, k].T), path, k)
 
 
 def _npy(path: Path, k: int | None, copy: bool = True) -> np.ndarray:
@@ -96,7 +151,7 @@ def _npy(path: Path, k: int | None, copy: bool = True) -> np.ndarray:
         arr = arr[k]
     if arr.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D slice (H, W), got shape {arr.shape}; index a volume with '#k'")
-    return np.array(arr) if copy else arr
+    return check_finite(np.array(arr), path, k) if copy else arr
 
 
 def _raster(path: Path, mask: bool = False) -> np.ndarray:
@@ -108,7 +163,7 @@ def _raster(path: Path, mask: bool = False) -> np.ndarray:
                 raise ValueError(f"{path}: {im.mode} image is not 8-bit; store HU as int16 .npy/DICOM instead")
             if not mask and im.mode != "L":
                 im = im.convert("L")
-            return np.array(im)
+            return check_finite(np.array(im), path)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"{path}: unreadable image file ({type(err).__name__}: {err})") from err
 
@@ -118,9 +173,10 @@ def read_hu(path: str | Path) -> np.ndarray:
     file, k = split_slice(path)
     kind = file_kind(file)
     if kind == "dicom":
-        return read_dicom_hu(file)
+        return check_finite(read_dicom_hu(file), file)  # a rescale slope or intercept can make NaN or Inf
     if kind == "nifti":
-        return _nifti_slice(file, k).astype(np.float32)
+        with np.errstate(over="ignore"):  # float32 can overflow to Inf, which check_finite refuses
+            return check_finite(_nifti_slice(file, k).astype(np.float32), file, k)
     if kind == "npy":
         arr = _npy(file, k)
         if not np.issubdtype(arr.dtype, np.integer):
@@ -186,10 +242,29 @@ def load_mask(path: str | Path) -> np.ndarray:
     elif kind == "nifti":
         arr = np.rint(_nifti_slice(file, k))
     else:
-        arr = read_dicom_hu(file)
+        arr = read_hu(file)
     if arr.ndim != 2:
         raise ValueError(f"{path}: a mask must be 2-D (H, W), got shape {arr.shape}")
     return arr.astype(np.int64)
+
+
+def check_values(path: str | Path) -> None:
+    """Raise :class:`NonFiniteError` (or ``ValueError``) when the slice ``path`` holds values that are not finite.
+
+    Pixels are decoded only where the format can hold such values: a float ``.npy``, a NIfTI slice, a DICOM file
+    whose header allows them (float pixel data, or a rescale that can overflow; an invalid rescale value is
+    refused from the header). 8-bit images and integer ``.npy`` hold only finite values.
+    """
+    file, k = split_slice(path)
+    kind = file_kind(file)
+    if kind == "npy":
+        arr = _npy(file, k, copy=False)
+        if arr.dtype.kind in "fc":
+            check_finite(np.asarray(arr), file, k)
+    elif kind == "nifti":
+        _nifti_slice(file, k)
+    elif kind == "dicom" and dicom_may_hold_nonfinite(file):
+        read_hu(file)
 
 
 def image_shape(path: str | Path) -> tuple[int, int]:
@@ -213,14 +288,38 @@ def image_shape(path: str | Path) -> tuple[int, int]:
 
 
 def _nifti_header_shape(file: Path, k: int | None) -> tuple[int, int]:
+    shape = nifti_shape(file)
+    if k is None or not 0 <= k < shape[2]:
+        raise ValueError(f"{file}#{k}: slice index missing or out of range, the volume has {shape[2]} slices")
+    return int(shape[1]), int(shape[0])
+
+
+def nifti_shape(file: str | Path) -> tuple[int, int, int]:
+    """The shape of a 3-D NIfTI volume from its header, checked against the file's size without decoding it.
+
+    An uncompressed ``.nii`` must hold every voxel its header announces; a ``.nii.gz`` must too, by the
+    uncompressed size its gzip trailer records, and an announced size over 4 GiB (beyond what that trailer
+    can tell) is refused as absurd rather than allocated. ValueError naming the file otherwise.
+    """
     import nibabel as nib
 
+    file = Path(file)
     try:
-        shape = nib.load(str(file)).shape
+        img = nib.load(str(file))
+        shape, offset = img.shape, int(img.dataobj.offset)
+        need = offset + math.prod(shape) * img.get_data_dtype().itemsize
     except Exception as err:
         raise ValueError(f"{file}: unreadable NIfTI file ({type(err).__name__}: {err})") from err
     if len(shape) != 3:
         raise ValueError(f"{file}: expected a 3-D NIfTI volume, got shape {shape}")
-    if k is None or not 0 <= k < shape[2]:
-        raise ValueError(f"{file}#{k}: slice index missing or out of range, the volume has {shape[2]} slices")
-    return int(shape[1]), int(shape[0])
+    if file.name.lower().endswith(".gz"):
+        with open(file, "rb") as handle:
+            handle.seek(max(0, file.stat().st_size - 4))
+            size = int.from_bytes(handle.read(4), "little")  # uncompressed size mod 2**32 (RFC 1952)
+        if need >= 2**32:
+            raise ValueError(f"{file}: the NIfTI header's shape {shape} announces {need} bytes of voxels, over 4 GiB")
+    else:
+        size = file.stat().st_size
+    if size < need:
+        raise ValueError(f"{file}: truncated NIfTI file, the header's shape {shape} needs {need} bytes, it has {size}")
+    return int(shape[0]), int(shape[1]), int(shape[2])

@@ -12,7 +12,7 @@
 - anything else (a PNG, a ``.npy``, a DICOM file given by name, ``vol.nii.gz#k``, a DICOM file whose
   header cannot be read) is a lone slice: ``scan`` and ``slice_index`` are ``None``.
 
-Unreadable volumes (a NIfTI header that does not parse) are skipped here, with a line on stderr and a
+Unreadable volumes (a NIfTI header that does not parse) and volumes of no slice are skipped here, with a line on stderr and a
 row of the :class:`~mtlswin.data.inputs.SkipLog`; an unreadable lone slice is found when it is read,
 as before. Output names follow :func:`mtlswin.data.inputs.output_name` (volume slices ``<volume>_<k>``)
 and are unique (``-2``, ``-3`` for names given twice).
@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mtlswin.data.inputs import SkipLog, find_images, output_name
-from mtlswin.data.readers import file_kind, split_slice
+from mtlswin.data.readers import file_kind, nifti_shape, split_slice
 
 __all__ = ["SliceInput", "expand_slices", "scan_groups"]
 
@@ -39,18 +39,6 @@ class SliceInput:
     scan: str | None = None  # output name of the volume / series; None for a lone slice
     slice_index: int | None = None  # 0-based position in the scan
     scan_file: str | None = None  # the volume file or the series folder
-
-
-def _nifti_depth(path: Path) -> int:
-    import nibabel as nib
-
-    try:
-        shape = nib.load(str(path)).shape
-    except Exception as err:  # nibabel raises several types for bad headers
-        raise ValueError(f"unreadable NIfTI file ({type(err).__name__}: {err})") from err
-    if len(shape) != 3:
-        raise ValueError(f"expected a 3-D NIfTI volume, got shape {shape}")
-    return int(shape[2])
 
 
 def _dicom_key(path: Path) -> tuple[str, int | None, tuple] | None:
@@ -104,9 +92,12 @@ def _expand_one(item: str | Path, skipped: SkipLog) -> list[SliceInput]:
         path = Path(str(image.path))
         if k is None and file_kind(path) == "nifti":
             try:
-                depth = _nifti_depth(path)
+                depth = nifti_shape(path)[2]
             except ValueError as err:
                 skipped.skip(path, str(err))
+                continue
+            if depth == 0:
+                skipped.skip(path, "the NIfTI volume has no slices (its last axis is 0 long)")
                 continue
             slices += [SliceInput(f"{path}#{z}", f"{image.name}_{z}", image.name, z, str(path)) for z in range(depth)]
         elif file.is_dir() and file_kind(path) == "dicom":

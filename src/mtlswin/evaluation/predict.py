@@ -5,7 +5,9 @@ file under a folder; a NIfTI volume gives EVERY slice (``vol.nii.gz#k``, last ax
 series (same folder and ``SeriesInstanceUID``) give every slice in ``ImagePositionPatient`` order. Each slice
 is read with :func:`mtlswin.data.readers.load_slice` (the run's HU window, or (40, 80) without a run config),
 resized to the model's input like the training data, and classified. A file that cannot be read is skipped
-with one line on stderr and a row of ``DIR/skipped.csv``; only when no input can be read is it an error.
+with one line on stderr and a row of ``DIR/skipped.csv``; only when no input can be read is it an error. A slice
+holding NaN or Inf is such a file (the readers refuse it by name), and so is a slice whose model output is not
+finite: no row is written without a probability that was computed.
 
 Writes:
 
@@ -92,7 +94,11 @@ def predict_files(
             outputs = model(torch.stack(images), tasks=tasks)
             probs = outputs["logits"].float().softmax(1)[:, 1].numpy() if "logits" in outputs else [None] * len(chunk)
             seg_masks = outputs["seg"].argmax(1).numpy() if "seg" in outputs else None
+            finite = _finite_outputs(outputs, len(chunk))
             for i, item in enumerate(chunk):
+                if not finite[i]:
+                    skipped.skip(item.path, "the model's output is not finite (NaN or Inf): no prediction")
+                    continue
                 prob = None if probs[i] is None else float(probs[i])
                 label = None if prob is None else int(prob >= threshold)
                 rows.append({"file": str(item.path), "name": item.name, "probability": prob, "predicted_label": label,
@@ -116,6 +122,15 @@ def predict_files(
             with atomic_path(out / "scans.csv") as tmp:
                 scans.to_csv(tmp, index=False)
     return table
+
+
+def _finite_outputs(outputs: dict[str, torch.Tensor], n: int) -> list[bool]:
+    """Per sample: whether every output the prediction reads (``logits``, ``seg``) is finite."""
+    finite = torch.ones(n, dtype=torch.bool)
+    for key in ("logits", "seg"):
+        if key in outputs:
+            finite &= torch.isfinite(outputs[key].float()).flatten(1).all(1)
+    return finite.tolist()
 
 
 def scan_table(table: pd.DataFrame, threshold: float, scan_files: dict[str, str | None]) -> pd.DataFrame:

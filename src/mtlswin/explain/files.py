@@ -2,7 +2,8 @@
 
 Inputs (files, folders) are found by :func:`mtlswin.data.inputs.find_images`; ``<name>`` is the input's unique
 output name (its path relative to the input folder). Unreadable inputs are skipped (one line each,
-``skipped.csv``); only when none can be read is it an error. Maps that are all zero (no positive evidence
+``skipped.csv``); only when none can be read is it an error. A slice holding NaN or Inf is refused by the readers
+and skipped so, and so is one whose map or probability is not finite. Maps that are all zero (no positive evidence
 for the class) are counted and reported. Files are written atomically; a failed call that created the
 output folder removes it.
 """
@@ -88,6 +89,9 @@ def gradcam_files(
             cam = compute_cam(run.model, image, method, target_class, aug_smooth, eigen_smooth)[0]
             with torch.no_grad():
                 prob = torch.softmax(LogitsOnly(run.model).eval()(image), dim=-1)[0, target_class].item()
+            if not (np.isfinite(prob) and np.isfinite(cam).all()):
+                skipped.skip(item.path, "the model's output or Grad-CAM map is not finite (NaN or Inf): no map")
+                continue
             if not np.any(cam > 0):
                 zero.append(item.name)
             with atomic_path(out / f"{item.name}_cam.npy") as tmp, open(tmp, "wb") as handle:
