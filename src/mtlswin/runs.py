@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors import safe_open
 from torch import nn
 
@@ -114,7 +115,6 @@ def read_run_config(root: str | Path, overrides: list[str] | tuple[str, ...] = (
 def stored_setting(root: str | Path, section: str, key: str) -> str | None:
     """One value of a run folder's ``config.yaml`` as written (read, not validated or resolved: a report may
     look at folders of older versions); ``None`` when the file, the section or the value is absent."""
-    import yaml
 
     path = Path(root) / "config.yaml"
     config = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}

@@ -29,6 +29,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from mtlswin.data.dicom import (
     DEFAULT_WINDOW,
@@ -155,8 +156,6 @@ def _npy(path: Path, k: int | None, copy: bool = True) -> np.ndarray:
 
 
 def _raster(path: Path, mask: bool = False) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             if im.mode in ("I;16", "I;16B", "I", "F"):
@@ -274,8 +273,6 @@ def image_shape(path: str | Path) -> tuple[int, int]:
     if kind == "dicom":
         return dicom_shape(file)
     if kind == "raster":
-        from PIL import Image, UnidentifiedImageError
-
         try:
             with Image.open(file) as im:
                 return im.height, im.width

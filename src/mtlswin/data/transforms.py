@@ -24,6 +24,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from PIL import Image
 
 POLICIES = ("paper", "authors", "none")
 
@@ -69,7 +70,6 @@ def _rotate(arr: np.ndarray, angle: float, nearest: bool) -> np.ndarray:
     Pillow (float32 'F', uint8 'L' or int32 'I' images): single-threaded and ~4x cheaper than
     torchvision's grid_sample on CPU, with the same result (max difference ~1e-5).
     """
-    from PIL import Image
 
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
     if np.issubdtype(arr.dtype, np.floating):
@@ -109,7 +109,6 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     single-threaded, whereas torch's intra-op threads slow a per-slice op down ~10x when several
     processes share a few cores.
     """
-    from PIL import Image
 
     if image.shape == (size, size):
         return image
@@ -119,7 +118,6 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Resize an integer ``(H, W)`` mask to ``(size, size)`` with nearest neighbour (dtype kept)."""
-    from PIL import Image
 
     if mask.shape == (size, size):
         return mask

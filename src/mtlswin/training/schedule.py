@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable
 
 import torch
+from timm.optim import param_groups_weight_decay
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -75,8 +76,6 @@ def build_optimizer(
         return torch.optim.SGD([p for p in trainable if p.requires_grad], lr=lr, momentum=momentum,
                                weight_decay=weight_decay)  # fmt: skip
     if isinstance(params, nn.Module):
-        from timm.optim import param_groups_weight_decay
-
         groups = param_groups_weight_decay(params, weight_decay)  # skips frozen parameters itself
     else:
         groups = [{"params": [p for p in params if p.requires_grad], "weight_decay": weight_decay}]

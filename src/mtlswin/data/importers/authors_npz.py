@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from mtlswin.data.importers.common import ImportResult, write_manifest
 from mtlswin.io import atomic_path
@@ -50,7 +51,6 @@ def _to_uint8(arr: np.ndarray, what: str, path: Path) -> np.ndarray:
 
 def import_authors_npz(src: str | Path, out: str | Path) -> ImportResult:
     """Convert ``src/{train,valid,test}.npz`` (any present) into ``out/``; see the module docstring."""
-    from PIL import Image
 
     src, out = Path(src), Path(out)
     files = [(name, src / f"{name}.npz") for name in _SPLITS if (src / f"{name}.npz").is_file()]

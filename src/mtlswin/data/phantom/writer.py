@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from tqdm import tqdm
 
 from mtlswin.data.phantom.cue import phi
 from mtlswin.data.phantom.generate import MARKERS, SliceRecord, SynthConfig, iter_hospital, iter_slices
@@ -146,9 +149,6 @@ def write_dataset(config: SynthConfig, out: str | Path, progress: bool = False, 
     out.mkdir(parents=True, exist_ok=True)
     hospitals = list(config.hospitals)
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-
         by_size = sorted(hospitals, key=lambda h: -config.counts()[h - 1])  # largest first: balanced workers
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures = {h: pool.submit(_write_hospital, config, out, h) for h in by_size}
@@ -157,8 +157,6 @@ def write_dataset(config: SynthConfig, out: str | Path, progress: bool = False, 
     else:
         records = iter_slices(config)
         if progress:
-            from tqdm import tqdm
-
             records = tqdm(records, total=sum(config.counts()), unit="slice", desc="synth")
         rows = [write_slice(rec, config, out) for rec in records]
     summary = summarize(rows, config)
