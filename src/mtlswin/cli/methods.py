@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from mtlswin.models.registry import models_with
 from mtlswin.posthoc.cue_probe import cue_probe
 from mtlswin.posthoc.dfr import dfr_run
 
@@ -12,7 +13,9 @@ from mtlswin.posthoc.dfr import dfr_run
 def register(subparsers) -> None:
     """Add ``dfr`` and ``cue-probe`` to ``subparsers``."""
     d = subparsers.add_parser("dfr", help="Deep Feature Reweighting: refit the last layer on group-balanced val data")
-    d.add_argument("run", help="run folder of a trained swin / swin_tiny / seg_gated_swin classifier")
+    d.add_argument(
+        "run", help=f"run folder of a trained classifier with a linear head ({', '.join(models_with('linear_head'))})"
+    )
     d.add_argument("--out", required=True, help="new run folder (config.yaml, model.safetensors, dfr.json)")
     d.add_argument("--split", default="val", help="held-out split the head is refit on (default val)")
     d.add_argument("--C", dest="c", type=float, default=None,
@@ -23,7 +26,9 @@ def register(subparsers) -> None:
     d.set_defaults(func=_dfr)
 
     p = subparsers.add_parser("cue-probe", help="how well a linear probe reads the cue off a run's frozen features")
-    p.add_argument("run", help="run folder of a trained swin / swin_tiny / seg_gated_swin classifier")
+    p.add_argument(
+        "run", help=f"run folder of a trained classifier with a linear head ({', '.join(models_with('linear_head'))})"
+    )
     p.add_argument("--split", default="test_b", help="split to probe (default test_b: cue independent of label)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds by patient (default 5)")
     p.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples of the 95%% CI")

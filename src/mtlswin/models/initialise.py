@@ -23,6 +23,7 @@ from mtlswin.models.conversion.files import load_foreign, read_state_dict
 from mtlswin.models.conversion.swin import check_shapes, from_swin_imagenet, map_encoder_state, strip_prefixes
 from mtlswin.models.encoder import SwinEncoder
 from mtlswin.models.load_report import LoadReport
+from mtlswin.models.registry import models_with
 
 __all__ = ["ENCODER_ATTRS", "apply_pretrained", "load_encoder_weights", "load_pretrained_encoder"]
 
@@ -92,7 +93,7 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path, config: Any = No
     if not encoders:
         raise ValueError(
             f"{str(path)!r} is a Swin encoder checkpoint; {type(model).__name__} has no Swin encoder. Use it with "
-            "swin, swin_tiny, swin_unet, mtl_swin_unet or joint_swin(_tiny)"
+            f"one of: {', '.join(models_with('simmim_pretrain'))}"
         )
     saved = meta["config"]
     if config is not None:
