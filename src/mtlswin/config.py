@@ -161,7 +161,6 @@ class Config:
 
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
     """``train`` in the file layout: each method as ``{name: ..., <settings>}``, no method as ``none`` / ``erm``."""
-
     out = {f.name: copy.deepcopy(getattr(train, f.name)) for f in dataclasses.fields(train)}
     for key, (_, absent) in _METHOD_KEYS.items():
         out[key] = method_dict(out[key]) if out[key] is not None else absent
@@ -183,7 +182,6 @@ _METHOD_KEYS = {"guidance": ("guidance", "none"), "objective": ("objective", "er
 
 def _method(raw: Any, key: str) -> Any:
     """The settings of the method ``train.<key>`` names (None for the word for none, or when absent)."""
-
     kind, absent = _METHOD_KEYS[key]
     if raw is None or raw == absent:
         return None

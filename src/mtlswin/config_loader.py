@@ -56,7 +56,6 @@ _TRAINER_RESERVED = {
 
 def closest_hint(word: str, choices: list[str]) -> str:
     """``"; did you mean 'x'?"`` for the choice closest to ``word``, or ``""``."""
-
     match = closest_name(word, choices)
     return f"; did you mean {match!r}?" if match else ""
 
@@ -108,7 +107,6 @@ def dataclass_section(cls: type[T], raw: Any, section: str) -> T:
 def model_section(raw: Any, default_name: str) -> tuple[str, dict[str, Any]]:
     """``(name, options)`` of the ``model`` section: a registry name and fields of that model's config
     (validated by :func:`mtlswin.models.factory.build_config`, the model's own checks included)."""
-
     raw = _mapping(raw, "model")
     name = raw.pop("name", default_name)
     try:

@@ -115,7 +115,6 @@ def read_run_config(root: str | Path, overrides: list[str] | tuple[str, ...] = (
 def stored_setting(root: str | Path, section: str, key: str) -> str | None:
     """One value of a run folder's ``config.yaml`` as written (read, not validated or resolved: a report may
     look at folders of older versions); ``None`` when the file, the section or the value is absent."""
-
     path = Path(root) / "config.yaml"
     config = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
     value = (config.get(section) or {}).get(key)
@@ -281,7 +280,6 @@ class Run:
         ``batch_size`` sets the evaluation batch size (default: ``data.eval_batch_size``, else
         ``data.batch_size``); ``manifest`` / ``splits`` replace the run's; ``num_workers`` the loader workers.
         """
-
         d = self.config.data if self.config is not None else DataConfig()
         paths = {}
         for key, given in (("manifest", manifest), ("splits", splits)):

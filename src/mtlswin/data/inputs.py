@@ -40,7 +40,6 @@ class ImageInput:
 
 def output_name(path: str | Path, base: Path | None = None) -> str:
     """Output name of ``path``: relative to the folder ``base`` (else the file name), suffix dropped, ``/`` -> ``__``."""
-
     file, k = split_slice(path)
     rel = Path(file).relative_to(base) if base is not None else Path(Path(file).name)
     text = rel.as_posix()
@@ -81,7 +80,6 @@ class SkipLog:
 
     def write(self, out: Path) -> Path | None:
         """``out/skipped.csv`` (atomic) when something was skipped; a stale one from an earlier call is removed."""
-
         path = out / "skipped.csv"
         if not self.rows:
             path.unlink(missing_ok=True)
@@ -96,7 +94,6 @@ def find_images(inputs: list[str | Path], skipped: SkipLog) -> list[ImageInput]:
 
     A path that does not exist is recorded in ``skipped``; ``file.nii.gz#k`` names one volume slice.
     """
-
     found: list[ImageInput] = []
     taken: dict[str, int] = {}
 

@@ -152,7 +152,6 @@ def make_splits(
 
 def write_splits(splits: pd.DataFrame, path: str | Path) -> Path:
     """Write the splits CSV (``index``, ``split``) atomically (temp file + ``os.replace``)."""
-
     path = Path(path)
     with atomic_path(path) as tmp:
         splits[["index", "split"]].to_csv(tmp, index=False)

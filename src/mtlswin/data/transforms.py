@@ -70,7 +70,6 @@ def _rotate(arr: np.ndarray, angle: float, nearest: bool) -> np.ndarray:
     Pillow (float32 'F', uint8 'L' or int32 'I' images): single-threaded and ~4x cheaper than
     torchvision's grid_sample on CPU, with the same result (max difference ~1e-5).
     """
-
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
     if np.issubdtype(arr.dtype, np.floating):
         mode_dtype = np.float32
@@ -109,7 +108,6 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     single-threaded, whereas torch's intra-op threads slow a per-slice op down ~10x when several
     processes share a few cores.
     """
-
     if image.shape == (size, size):
         return image
     out = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize((size, size), Image.Resampling.BILINEAR)
@@ -118,7 +116,6 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Resize an integer ``(H, W)`` mask to ``(size, size)`` with nearest neighbour (dtype kept)."""
-
     if mask.shape == (size, size):
         return mask
     small = mask.dtype == np.uint8

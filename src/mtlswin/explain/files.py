@@ -34,7 +34,6 @@ def load_input(path: str | Path, img_size: int, window: Any = (40, 80), mask: bo
 
     Images are resized bilinearly (with antialiasing), masks by nearest neighbour, to ``img_size``.
     """
-
     if mask:
         arr = torch.from_numpy(load_mask(path).astype(np.float32))[None, None]
         return F.interpolate(arr, size=(img_size, img_size), mode="nearest")
@@ -66,7 +65,6 @@ def gradcam_files(
     The map is at the model's input size (the image is resized to it). ``log``: where the lines about skipped
     inputs and all-zero maps go (default stderr).
     """
-
     if masks and len(masks) != len(inputs):
         raise ValueError(f"got {len(masks)} masks for {len(inputs)} inputs; give one --mask per input or none")
     run = Run.open(run_path)

@@ -169,7 +169,6 @@ def _aligned(frame: pd.DataFrame, column: str, index: np.ndarray) -> np.ndarray:
 def load_evidence(runs: list[Path], audit_slices: Path | None = None) -> Evidence:
     """Gather ``predictions/test_{a,b}.csv`` of evaluated classifier runs (and the audit's per-slice CSV),
     grouped by training seed; each seed's slices come from its own runs (its own phantom draw, if any)."""
-
     evidence = Evidence()
     scores = pd.read_csv(audit_slices) if audit_slices is not None and Path(audit_slices).is_file() else None
     for run in map(Path, runs):

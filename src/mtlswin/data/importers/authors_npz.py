@@ -51,7 +51,6 @@ def _to_uint8(arr: np.ndarray, what: str, path: Path) -> np.ndarray:
 
 def import_authors_npz(src: str | Path, out: str | Path) -> ImportResult:
     """Convert ``src/{train,valid,test}.npz`` (any present) into ``out/``; see the module docstring."""
-
     src, out = Path(src), Path(out)
     files = [(name, src / f"{name}.npz") for name in _SPLITS if (src / f"{name}.npz").is_file()]
     if not files:
