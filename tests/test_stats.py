@@ -1,12 +1,21 @@
-"""The one bootstrap of the project: known answers, seeding, and resampling by patient."""
+"""The one bootstrap of the project (known answers, seeding, resampling by patient) and the seed-aware interval."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 from sklearn.metrics import roc_auc_score
 
-from mtlswin.stats import bootstrap_ci, fast_auc, percentile_interval, resample_indices, seed_interval
+from mtlswin.stats import (
+    bootstrap_ci,
+    fast_auc,
+    percentile_interval,
+    resample_indices,
+    satterthwaite_df,
+    seed_interval,
+    seed_statistics,
+)
 
 
 def test_fast_auc_equals_scikit_learn_with_ties():
@@ -85,3 +94,25 @@ def test_seed_interval_drops_undefined_seeds_and_needs_two():
 def test_percentile_interval_ignores_nan():
     assert percentile_interval([0.0, float("nan"), 1.0, 2.0], level=0.5) == (0.5, 1.5)
     assert all(np.isnan(percentile_interval([1.0])))
+
+
+def test_welch_satterthwaite_df_has_the_known_formula_and_limits():
+    d = np.array([0.01, 0.03, 0.02, 0.04])  # s^2 = 1.667e-4, K = 4
+    patient_means = np.array([0.015, 0.035] * 50)  # v_p = var of the resampled means
+    got = seed_interval(d, patient_means, patient_df=29)
+    a, b = d.var(ddof=1) / 4, patient_means.var(ddof=1)
+    df = (a + b) ** 2 / (a**2 / 3 + b**2 / 29)
+    assert got.df == pytest.approx(df) and 3 < got.df < 3 + 29
+    assert got.high - got.estimate == pytest.approx(student_t.ppf(0.975, df) * got.se)
+    assert got.p == pytest.approx(2 * student_t.sf(got.estimate / got.se, df)) and got.t == got.estimate / got.se
+    assert got.patient_var == pytest.approx(b)
+    # no patient df given: the old K - 1; seeds that agree exactly: the patients' df
+    assert seed_interval(d, patient_means).df == 3
+    assert seed_interval([0.1] * 4, patient_means, patient_df=29).df == pytest.approx(29)
+    # a negligible patient term keeps t(K-1); vectorised core equals the scalar one
+    assert seed_interval(d, np.full(10, 0.02), patient_df=29).df == pytest.approx(3)
+    _, se, dfs = seed_statistics(np.stack([d, d[::-1]]), np.array([b, b]), 29)
+    np.testing.assert_allclose(dfs, [df, df]) and np.testing.assert_allclose(se, [got.se, got.se])
+    assert satterthwaite_df(d.var(ddof=1), 4, b, 29) == pytest.approx(df)
+    with pytest.raises(ValueError, match="patient_df"):
+        seed_interval(d, patient_means, patient_df=0)

@@ -158,3 +158,50 @@ def test_seeds_sharing_a_test_set_share_each_patient_resample():
 
     scores = _Scores(ev, 20, 0)
     assert scores.draws[0] is scores.draws[1] and scores.draws[2] is not scores.draws[0]
+
+
+def test_presets_name_their_primary_claims_and_the_control():
+    from mtlswin.pipeline.presets import METHODS, get_preset
+
+    demo = get_preset("demo").claims
+    primary = {(c.row, c.reference, c.statistic) for c in demo if c.role == "primary"}
+    assert primary == {("mtl_cls_seg", "swin", "auc_b"), ("joint_swin", "swin", "auc_b")}
+    assert [(c.row, c.reference, c.statistic) for c in demo if c.role == "control"] == [("swin", None, "drop")]
+    methods = get_preset("methods").claims
+    assert {(c.row, c.reference) for c in methods if c.role == "primary"} == {(m, "swin") for m in METHODS}
+    assert {c.statistic for c in methods if c.role == "primary"} == {"auc_trap"}
+    with pytest.raises(ValueError, match="role"):
+        Claim("x", "auc_b", "good", role="main")
+
+
+def test_holm_adjusts_the_primary_claims_only():
+    from mtlswin.pipeline.claim_families import SECONDARY, adjusted_verdicts
+
+    table = pd.DataFrame({
+        "claim": list("abcd"), "role": ["primary", "primary", "control", "secondary"], "sign": [1, 1, 1, -1],
+        "seeds": 3, "estimate": [0.05, -0.04, 0.3, -0.2], "p": [0.03, 0.02, 0.04, 0.001],
+        "verdict": ["held", "did not hold", "held", "held"],
+    })  # fmt: skip
+    out = adjusted_verdicts(table).set_index("claim")
+    # Holm over the two primary p-values .02, .03: adjusted .04 and .04, both rejected
+    assert out.loc["a", "p_holm"] == pytest.approx(0.04) and out.loc["b", "p_holm"] == pytest.approx(0.04)
+    assert out.loc["a", "verdict_adjusted"] == "held" and out.loc["b", "verdict_adjusted"] == "did not hold"
+    assert out.loc["c", "verdict_adjusted"] == "held" and np.isnan(out.loc["c", "p_holm"])  # control: full alpha
+    assert out.loc["d", "verdict_adjusted"] == SECONDARY
+    # p .03 and .04: Holm adjusts both to max(2 * .03, .04) = .06 > .05, so neither holds after adjustment
+    table.loc[1, "p"] = 0.04
+    assert set(adjusted_verdicts(table).iloc[:2]["verdict_adjusted"]) == {"inconclusive"}
+    text = claims_markdown(adjusted_verdicts(table).assign(
+        statistic="auc_b", row="good", reference="swin", expected="> 0", low=0.01, high=0.1, patient_low=0.0,
+        patient_high=0.1, mde=0.1, paper=np.nan, not_learned=""), 100)  # fmt: skip
+    assert "| a | primary |" in text and "**inconclusive** (Holm p 0.060)" in text
+    assert "held (control, full alpha)" in text and "| secondary |" in text
+
+
+def test_the_claims_table_records_the_welch_satterthwaite_df_and_the_test_sets():
+    table = evaluate_claims(_evidence(gap=1.0), (CLAIM_B,), n_resamples=200)
+    r = table.iloc[0]
+    assert r["test_sets"] == 3 and r["patient_df"] == 3 * (60 - 1)  # a test set per seed, 60 patients each
+    assert 2 <= r["df"] <= 2 + 177 and r["t"] == pytest.approx(r["estimate"] / r["se"])
+    assert r["role"] == "secondary" and r["patient_var"] == pytest.approx(r["se"] ** 2 - np.var(
+        [r["seed0"], r["seed1"], r["seed2"]], ddof=1) / 3)  # fmt: skip

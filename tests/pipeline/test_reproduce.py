@@ -70,6 +70,7 @@ def test_reproduce_micro_scale_writes_every_artefact(tmp_path, capsys):
     # the demo's departures from the paper's protocol, the test sets' sizes and the claims with verdicts
     assert "25% of hospital 1" in report and "every slice of hospitals 5-11" in report and "test_b" in report
     assert "## The paper's claims, tested" in report
+    assert "## What deciding would take" in report and "adjusted verdict (Holm)" in report
     claims = pd.read_csv(out / "claims.csv")
     assert "swin" in set(claims["row"]) and claims["verdict"].str.match("held|did not hold|inconclusive").all()
     # one seed: per-seed value and the patients' interval, but no interval over seeds and so no verdict

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from mtlswin.pipeline import sequential
 from mtlswin.pipeline.presets import PRESETS
 from mtlswin.pipeline.reproduce import reproduce
 
@@ -44,10 +45,21 @@ def register(subparsers) -> None:
                    "1 for paper)")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
                    help="config override applied to every row, repeatable: --set trainer.devices=4 --set train.epochs=5")  # fmt: skip
+    p.add_argument("--until-decided", action="store_true",
+                   help="add seeds in batches until every primary claim is decided (group-sequential, Holm; "
+                   "OUT/sequential.csv), or --max-seeds or --budget is reached; a rerun continues")  # fmt: skip
+    p.add_argument("--max-seeds", type=int, default=24, help="with --until-decided: the most seeds (default 24)")
+    p.add_argument("--batch-seeds", type=int, default=3, help="with --until-decided: seeds per look (default 3)")
+    p.add_argument("--budget", type=float, default=None, metavar="HOURS",
+                   help="with --until-decided: stop before a batch that would overrun HOURS of wall time")  # fmt: skip
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.until_decided:
+        report = sequential.run_from_args(args)
+        print(f"Done. Open {report}")
+        return 0
     report = reproduce(
         args.preset, args.out, manifest=args.manifest, seeds=args.seeds, rows=args.rows,
         overrides=args.overrides or [], slices=args.slices, jobs=args.jobs, phantom_seed=args.phantom_seed,

@@ -55,25 +55,38 @@ __all__ = [
 SEED_SUFFIX = "-seed"
 
 
+ROLES = ("primary", "control", "secondary")
+
+
 @dataclass(frozen=True)
 class Claim:
     """``row - reference`` of ``statistic`` is expected to have ``sign`` (+1 or -1); ``reference`` None: the
-    statistic of ``row`` itself is compared with zero."""
+    statistic of ``row`` itself is compared with zero. ``role``: ``primary`` (the family that Holm's correction
+    and ``reproduce --until-decided`` cover), ``control`` (a positive control, tested at full alpha outside the
+    family) or ``secondary`` (reported unadjusted; :mod:`mtlswin.pipeline.claim_families`)."""
 
     text: str
     statistic: str
     row: str
     reference: str | None = "swin"
     sign: int = 1
+    role: str = "secondary"
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"claim role must be one of {ROLES}, got {self.role!r}")
 
 
-# The paper's claims (SPEC "Claims"; Grad-CAM in the method section) and the shortcut they rest on.
+# The paper's claims (SPEC "Claims"; Grad-CAM in the method section) and the shortcut they rest on. Primary: the
+# headline, MTL-Swin-Unet (cls+seg) and Joint-Swin against Swin on test-B AUC; the positive control: Swin's
+# A - B drop (the shortcut the experiment must be able to see); the rest secondary.
+_SHORTCUT = "Swin Transformer loses AUC under the covariate shift (test A - test B > 0)"
 CLAIMS: tuple[Claim, ...] = (
-    Claim("Swin Transformer loses AUC under the covariate shift (test A - test B > 0)", "drop", "swin", None, 1),
+    Claim(_SHORTCUT, "drop", "swin", None, role="control"),
     Claim("MTL-Swin-Unet (cls+seg) has a higher AUC than Swin on test A", "auc_a", "mtl_cls_seg"),
-    Claim("MTL-Swin-Unet (cls+seg) has a higher AUC than Swin on test B", "auc_b", "mtl_cls_seg"),
+    Claim("MTL-Swin-Unet (cls+seg) has a higher AUC than Swin on test B", "auc_b", "mtl_cls_seg", role="primary"),
     Claim("MTL-Swin-Unet (cls+seg+rec) has a higher AUC than Swin on test B", "auc_b", "mtl_cls_seg_rec"),
-    Claim("Joint-SwinTransformer has a higher AUC than Swin on test B", "auc_b", "joint_swin"),
+    Claim("Joint-SwinTransformer has a higher AUC than Swin on test B", "auc_b", "joint_swin", role="primary"),
     Claim("MTL-Swin-Unet (cls+seg) loses less AUC under the shift than Swin", "drop", "mtl_cls_seg", "swin", -1),
     Claim(
         "MTL-Swin-Unet (cls+seg) has a higher worst-group accuracy than Swin on test B", "worst_group_b", "mtl_cls_seg"
@@ -93,8 +106,10 @@ METHOD_STATISTICS = (("auc_b", 1, "a higher AUC on test B"), ("auc_trap", 1, "a 
 
 
 def method_claims(methods: tuple[str, ...], reference: str = "swin", mtl: str = "mtl_cls_seg") -> tuple[Claim, ...]:
-    """``method - reference`` for every method (MTL included), then ``mtl - method`` for every other method."""
-    out = [Claim(f"`{m}` has {text} than `{reference}`", stat, m, reference, sign)
+    """``method - reference`` for every method (MTL included), then ``mtl - method`` for every other method.
+    Primary: each method against ``reference`` on the trap test set's AUC; the rest secondary."""
+    out = [Claim(f"`{m}` has {text} than `{reference}`", stat, m, reference, sign,
+                 role="primary" if stat == "auc_trap" else "secondary")
            for m in methods for stat, sign, text in METHOD_STATISTICS]  # fmt: skip
     out += [Claim(f"`{mtl}` has {text} than `{m}`", stat, mtl, m, sign)
             for m in methods if m != mtl for stat, sign, text in METHOD_STATISTICS]  # fmt: skip
@@ -103,6 +118,9 @@ def method_claims(methods: tuple[str, ...], reference: str = "swin", mtl: str = 
 
 STATISTICS = ("auc_a", "auc_b", "auc_trap", "drop", "worst_group_b", "cue_b", "energy_a")
 AUC_OF = {"auc_a": "test_a", "auc_b": "test_b", "auc_trap": "test_trap"}
+# the test sets (or "energy": the audit's slices of test A) whose patients a statistic's bootstrap resamples
+SETS_OF = {**{k: (v,) for k, v in AUC_OF.items()}, "drop": ("test_a", "test_b"), "worst_group_b": ("test_b",),
+           "cue_b": ("test_b",), "energy_a": ("energy",)}  # fmt: skip
 TEST_SETS = ("test_a", "test_b", "test_trap")  # test_trap: where the phantom has trap hospitals
 
 
@@ -301,12 +319,30 @@ def _paper_difference(claim: Claim) -> float:
     return value(*PAPER_AUC[claim.row]) - (value(*PAPER_AUC[claim.reference]) if claim.reference else 0.0)
 
 
+def _patient_df(ev: Evidence, seeds: list[int], statistic: str) -> tuple[float | None, int]:
+    """The patient term's degrees of freedom for the Welch-Satterthwaite df (:func:`mtlswin.stats.seed_interval`):
+    per test set of the statistic, patients minus one summed over the distinct test sets of ``seeds`` (seeds on
+    one shared test set count it once); the smallest over the statistic's test sets (``drop`` has two: the
+    conservative choice). Also the number of distinct test sets. None when a test set has fewer than 2 patients."""
+    distinct = {ev.seeds[k].fingerprint(): ev.seeds[k] for k in seeds}
+    dfs = []
+    for split in SETS_OF.get(statistic, ()):
+        frames = [s.base_energy if split == "energy" else s.base.get(split) for s in distinct.values()]
+        counts = [frame["patient_id"].nunique() for frame in frames if frame is not None]
+        if not counts or min(counts) < 2:
+            return None, len(distinct)
+        dfs.append(float(sum(n - 1 for n in counts)))
+    return (min(dfs) if dfs else None), len(distinct)
+
+
 def evaluate_claims(
     ev: Evidence, claims: tuple[Claim, ...] = CLAIMS, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> pd.DataFrame:
     """One row per claim whose rows are present (:mod:`mtlswin.stats` for the interval): the estimate,
-    the seed-aware interval and verdict, the per-seed differences (``seed<k>`` columns), the patient-only
-    interval for comparison, the minimum detectable effect, the paper's value, and the runs that did not learn.
+    the seed-aware interval and verdict, its t, degrees of freedom (Welch-Satterthwaite over the seed and
+    patient terms), p-value and patient variance, the number of distinct test sets, the claim's role, the
+    per-seed differences (``seed<k>`` columns), the patient-only interval for comparison, the minimum
+    detectable effect, the paper's value, and the runs that did not learn.
     """
     scores = _Scores(ev, n_resamples, seed)
     all_seeds = sorted(ev.seeds)
@@ -325,7 +361,8 @@ def evaluate_claims(
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a resample where a statistic is undefined
             patient_means = np.nanmean(np.stack([diff(k, "resampled") for k in seeds]), axis=0)
-        interval = seed_interval(per_seed, patient_means, level)
+        patient_df, test_sets = _patient_df(ev, seeds, claim.statistic)
+        interval = seed_interval(per_seed, patient_means, level, patient_df)
         p_low, p_high = percentile_interval(patient_means, level)
         flagged = [f"{r}-seed{k}" for k in seeds for r in rows if f"{r}-seed{k}" in ev.not_learned]
         paper = _paper_difference(claim)
@@ -334,6 +371,9 @@ def evaluate_claims(
             "expected": "> 0" if claim.sign > 0 else "< 0", "estimate": interval.estimate, "low": interval.low,
             "high": interval.high, "half_width": interval.half_width, "se": interval.se, "seeds": interval.seeds,
             "verdict": verdict(interval.low, interval.high, claim.sign, interval.seeds),
+            "df": interval.df, "t": interval.t, "p": interval.p, "patient_var": interval.patient_var,
+            "patient_df": patient_df if patient_df is not None else float("nan"), "test_sets": test_sets,
+            "role": claim.role, "sign": claim.sign,
             **{f"seed{k}": float(v) for k, v in zip(seeds, per_seed)},
             "patient_low": p_low, "patient_high": p_high, "mde": interval.mde, "paper": paper,
             "paper_detectable": bool(abs(paper) >= interval.mde) if np.isfinite(paper * interval.mde) else None,

@@ -37,6 +37,17 @@ def _power_cell(record: dict) -> str:
     return f"{text}; paper {_signed(paper)}: {seen}"
 
 
+def _adjusted_cell(record: dict) -> str:
+    adjusted = record.get("verdict_adjusted")
+    if not isinstance(adjusted, str) or record.get("role") == "secondary":
+        return "secondary"
+    if record.get("role") == "control":
+        return f"{adjusted} (control, full alpha)"
+    p_holm = record.get("p_holm")
+    finite = isinstance(p_holm, float) and np.isfinite(p_holm)
+    return f"**{adjusted}**" + (f" (Holm p {p_holm:.3f})" if finite else "")
+
+
 def claims_markdown(table: pd.DataFrame, n_resamples: int = 2000) -> str:
     """The claims table: estimate with its seed-aware interval, per-seed values (runs that did not learn
     marked †), the patient-only interval for comparison, power against the paper's difference, verdict."""
@@ -51,21 +62,29 @@ def claims_markdown(table: pd.DataFrame, n_resamples: int = 2000) -> str:
         "*inconclusive* if it contains 0. MDE: the smallest difference this experiment detects with 80% power; "
         "beside it the paper's own difference (its Table 1), and whether this experiment could have seen an effect "
         "of that size. † marks a seed where a run of the pair did not learn (val AUC <= 0.6, or one class "
-        "predicted for >= 99% of a test set); it stays in the statistics.",
+        "predicted for >= 99% of a test set); it stays in the statistics. **Family**: the preset's primary claims "
+        "are corrected together by Holm (adjusted verdict: Holm's step-down on their p-values, two-sided, family-wise "
+        "alpha .05); the positive control is tested at full alpha outside the family; the other claims are "
+        "secondary, unadjusted, to be read as exploratory.",
         "",
-        "| claim | comparison | expected | estimate [95% CI, seeds + patients] | per seed | patient-only CI | "
-        "MDE (80%) vs the paper | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| claim | family | comparison | expected | estimate [95% CI, seeds + patients] | per seed | patient-only CI | "
+        "MDE (80%) vs the paper | verdict | adjusted verdict (Holm) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.to_dict("records"):
         comparison = f"`{r['row']}` - `{r['reference']}`" if r["reference"] else f"`{r['row']}`"
         comparison += f" ({r['statistic']})"
         est = f"{_signed(r['estimate'])} [{_signed(r['low'])}, {_signed(r['high'])}]"
         patients = f"[{_signed(r['patient_low'])}, {_signed(r['patient_high'])}]"
-        lines.append(f"| {r['claim']} | {comparison} | {r['expected']} | {est} | {_per_seed_cell(r)} | {patients} | "
-                     f"{_power_cell(r)} | **{r['verdict']}** |")  # fmt: skip
+        lines.append(f"| {r['claim']} | {r.get('role', 'secondary')} | {comparison} | {r['expected']} | {est} | "
+                     f"{_per_seed_cell(r)} | {patients} | {_power_cell(r)} | **{r['verdict']}** | "
+                     f"{_adjusted_cell(r)} |")  # fmt: skip
     flagged = sorted({run for r in table.to_dict("records") for run in str(r.get("not_learned") or "").split(";")
                       if run})  # fmt: skip
     lines += ["", f"Runs that did not learn, among the claims' rows: {len(flagged)}"
               + (f" ({', '.join(flagged)})." if flagged else ".")]  # fmt: skip
+    control = [r for r in table.to_dict("records") if r.get("role") == "control"]
+    if control and not all(r["verdict"] == "held" for r in control):
+        lines += ["", "**The positive control did not hold**: this experiment did not see the shortcut every claim "
+                  "rests on, so its verdicts on the primary claims say little."]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -11,8 +11,10 @@ from mtlswin.evaluation.report import write_report as write_results
 from mtlswin.io import atomic_write_text
 from mtlswin.paper_table import PAPER_TABLE1_MD
 from mtlswin.pipeline.claims import CLAIMS, row_of
+from mtlswin.pipeline.executors.local import default_jobs
 from mtlswin.pipeline.initialisation import initialisation_markdown
 from mtlswin.pipeline.methods import methods_markdown, methods_table
+from mtlswin.pipeline.plan import Assumptions, folder_plan
 from mtlswin.pipeline.presets import Preset
 from mtlswin.pipeline.rows import method_rows, row_labels
 from mtlswin.pipeline.stages import time_table
@@ -48,6 +50,11 @@ def _head(out: Path, preset: Preset, runs: list[Path], protocol: str) -> str:
     if (out / "claims.md").is_file():
         title = "The paper's claims, tested" if preset.claims == CLAIMS else "The comparisons, tested"
         head += f"\n## {title}\n\n" + (out / "claims.md").read_text() + "\n"
+    if (out / "sequential.md").is_file():
+        head += "\n## Seeds added until decided\n\n" + (out / "sequential.md").read_text() + "\n"
+    if (out / "claims.csv").is_file():
+        _, plan = folder_plan(out, Assumptions(default_jobs(cpu_only=preset.config_dir == "demo")), preset.claims)
+        head += "\n## What deciding would take\n\n" + plan + "\n"
     return head
 
 

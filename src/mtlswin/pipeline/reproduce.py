@@ -85,7 +85,7 @@ def _derive_and_evaluate(
 
 def _audit_and_claims(
     preset: Preset, out: Path, exp: Experiment, seeds: tuple[int, ...], progress: Progress, tag: str,
-    log: Callable[[str], None],
+    log: Callable[[str], None], with_audit: bool = True,
 ) -> None:  # fmt: skip
     """The cue probes (where the preset asks), the Grad-CAM audit of the classifiers, and the claims."""
     classifiers = [r for r in exp.runs if has_logits(r)]  # seed-major: the first seed's runs come first
@@ -97,7 +97,7 @@ def _audit_and_claims(
     first = exp.data[seeds[0]]
     if classifiers and not split_has_masks(first.manifest, first.splits, AUDIT_SPLIT):
         log(f"audit: skipped ({AUDIT_SPLIT} has no slice with a hematoma mask)")
-    elif classifiers:
+    elif classifiers and with_audit:  # skipped at the interim looks of --until-decided (the claims there need no audit)
         progress.stage(f"audit{tag}", lambda: audit_ok(exp.audit, classifiers),
                        lambda: audit(exp.audit, classifiers, n_grid))  # fmt: skip
     if classifiers and preset.claims:
@@ -108,7 +108,7 @@ def _audit_and_claims(
 def _experiment(
     preset: Preset, out: Path, point: Point, data_root: Path, manifest: str | Path | None, seeds: tuple[int, ...],
     rows: Sequence[str] | None, overrides: Sequence[str], slices: int | None, progress: Progress,
-    log: Callable[[str], None], jobs: int = 1, phantom_seed: int = 0,
+    log: Callable[[str], None], jobs: int = 1, phantom_seed: int = 0, with_audit: bool = True,
 ) -> Experiment:  # fmt: skip
     """Data, splits, training, evaluation, audit and claims of one experiment (the sub-experiment ``point``) under
     ``out``, its data under ``data_root``."""
@@ -122,7 +122,7 @@ def _experiment(
     evaluated = _train_runs(schedule, jobs, progress, tag, log)
     _derive_and_evaluate(schedule, evaluated, test_splits, progress, tag)
     exp = Experiment(out, data, list(schedule.results), out / "audit")
-    _audit_and_claims(preset, out, exp, seeds, progress, tag, log)
+    _audit_and_claims(preset, out, exp, seeds, progress, tag, log, with_audit)
     return exp
 
 
@@ -137,8 +137,11 @@ def reproduce(
     log: Callable[[str], None] = print,
     jobs: int | None = None,
     phantom_seed: int = 0,
+    with_audit: bool = True,
 ) -> Path:
     """Run the whole experiment of ``preset_name`` into ``out``; returns the path of ``out/report.md``.
+
+    ``with_audit``: False skips the Grad-CAM audit (the interim looks of :mod:`mtlswin.pipeline.sequential`).
 
     ``phantom_seed``: the master seed of the phantom (with one draw per seed, draw k is
     :func:`draw_seed` ``(phantom_seed, k)``); ignored with a ``manifest``.
@@ -165,7 +168,7 @@ def reproduce(
         sub = out / point.folder
         sub.mkdir(parents=True, exist_ok=True)
         exp = _experiment(preset, sub, point, out if point.shared_data else sub, manifest, seeds, rows, overrides,
-                          slices, progress, log, jobs, phantom_seed)  # fmt: skip
+                          slices, progress, log, jobs, phantom_seed, with_audit)  # fmt: skip
         # without an axis, this experiment's report is the report, with the time per stage of the whole call
         timings, skipped = (progress.timings, progress.skipped) if axis is None else ({}, ())
         protocol = protocol_text(preset, exp.data, "hypodensity")

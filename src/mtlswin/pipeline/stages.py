@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mtlswin.explain.collect import audit_runs
 from mtlswin.io import atomic_path, atomic_write_text
+from mtlswin.pipeline.claim_families import adjusted_verdicts
 from mtlswin.pipeline.claims import CLAIMS, Claim, evaluate_claims, load_evidence
 from mtlswin.pipeline.claims_table import claims_markdown
 from mtlswin.pipeline.run_state import stored_digest
@@ -88,9 +89,10 @@ def claims_ok(out: Path, runs: list[Path]) -> bool:
 
 
 def claims(out: Path, runs: list[Path], audit_folder: Path, tested: tuple[Claim, ...] = CLAIMS) -> None:
-    """``out/claims.md`` and ``out/claims.csv``: the ``tested`` claims over ``runs`` and the audit's slices."""
-    table = evaluate_claims(load_evidence(runs, audit_folder / "audit_slices.csv"), tested,
-                            n_resamples=CLAIM_RESAMPLES)  # fmt: skip
+    """``out/claims.md`` and ``out/claims.csv``: the ``tested`` claims over ``runs`` and the audit's slices, with
+    the primary claims' verdicts adjusted by Holm (:mod:`mtlswin.pipeline.claim_families`)."""
+    table = adjusted_verdicts(evaluate_claims(load_evidence(runs, audit_folder / "audit_slices.csv"), tested,
+                                              n_resamples=CLAIM_RESAMPLES))  # fmt: skip
     atomic_write_text(out / "claims.md", claims_markdown(table, CLAIM_RESAMPLES))
     with atomic_path(out / "claims.csv") as tmp:  # last: its presence marks the stage done
         table.to_csv(tmp, index=False)
