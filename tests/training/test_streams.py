@@ -20,6 +20,8 @@ import pytest
 import torch
 from training_helpers import run_cli, tiny_config
 
+from micro_runs import MICRO_RUN, set_args
+from mtlswin.cli import main
 from mtlswin.config import load_config
 from mtlswin.data.datamodule import CTDataModule
 from mtlswin.models import test_overrides
@@ -167,3 +169,13 @@ def test_paired_run_killed_mid_epoch_and_resumed_ends_as_the_uninterrupted_one(t
     run_cli("train", str(full_cfg))
     a, b = _weights(tmp_path / "runs" / "full"), _weights(tmp_path / "runs" / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_reproduce_applies_train_rng_to_every_row(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["reproduce", "--preset", "demo", "--out", str(out), "--slices", "300", "--seeds", "0",
+            "--rows", "swin,mtl_cls_seg", "--set", "train.rng=paired"]  # fmt: skip
+    assert main([*args, *set_args([*MICRO_RUN, "train.epochs=1"])]) == 0
+    assert "2 of 2 runs done" in capsys.readouterr().out
+    for row in ("swin", "mtl_cls_seg"):
+        assert load_config(out / "runs" / f"{row}-seed0" / "config.yaml").train.rng == "paired"
