@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
+import pandas as pd
 import pytest
 
 from mtlswin.pipeline.experiment_data import seed_data
@@ -25,5 +27,16 @@ def test_a_phantom_drawn_with_other_options_is_refused_naming_the_file_and_the_o
     with pytest.raises(ValueError, match=r"phantom\.json was drawn with other phantom options") as err:
         _data(scaled, tmp_path, [])
     assert str(info) in str(err.value) and "test_scale: 1 there, 2 asked" in str(err.value)
+    assert str(tmp_path / "data" / "seed-0" / "splits.csv") in str(err.value)
     with pytest.raises(ValueError, match="slices: 120 there, 130 asked"):
         seed_data(demo, tmp_path, None, (0,), 130, Progress(print), print, None, 1, 0)
+
+
+def test_a_phantom_drawn_again_gets_splits_of_its_own(tmp_path):
+    demo = get_preset("demo")
+    first = _data(demo, tmp_path, [])[0]
+    n_b = (pd.read_csv(first.splits)["split"] == "test_b").sum()
+    shutil.rmtree(first.manifest.parent)  # the phantom removed, its splits.csv left behind
+    scaled = dataclasses.replace(demo, phantom_options={**demo.phantom_options, "test_scale": 2})
+    again = _data(scaled, tmp_path, [])[0]
+    assert (pd.read_csv(again.splits)["split"] == "test_b").sum() == 2 * n_b

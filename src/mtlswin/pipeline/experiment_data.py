@@ -54,11 +54,12 @@ def _phantom_config(preset: Preset, slices: int | None, seed: int, spurious: flo
     return SynthConfig(preset=preset.phantom, seed=seed, **options)
 
 
-def _synth(out: Path, config: SynthConfig, workers: int = 1) -> None:
+def _synth(out: Path, config: SynthConfig, splits: Path, workers: int = 1) -> None:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     write_dataset(config, tmp, progress=True, workers=workers)
     shutil.rmtree(out, ignore_errors=True)
+    splits.unlink(missing_ok=True)  # the splits of an earlier phantom here are not this one's
     os.replace(tmp, out)  # a phantom interrupted while being written is never used
 
 
@@ -68,7 +69,7 @@ def _drawn_with(info: Path) -> dict:
     return json.loads(json.dumps({**defaults, **json.loads(info.read_text())["config"]}))
 
 
-def _manifest_ok(manifest: Path, config: SynthConfig) -> bool:
+def _manifest_ok(manifest: Path, config: SynthConfig, splits: Path) -> bool:
     """Whether the phantom of ``config`` is written at ``manifest``'s folder; a ``ValueError`` naming the file and
     the options when the folder holds a phantom drawn with other options (it is never used, nor replaced)."""
     info = manifest.parent / "phantom.json"
@@ -80,7 +81,8 @@ def _manifest_ok(manifest: Path, config: SynthConfig) -> bool:
     if differ:
         raise ValueError(
             f"{info} was drawn with other phantom options than the preset asks for ({'; '.join(differ)}); "
-            f"its runs would mix the two draws. Remove {manifest.parent} to draw it again, or give another --out"
+            f"its runs would mix the two draws. Remove {manifest.parent} and {splits} to draw it again, or give "
+            "another --out"
         )
     return True
 
@@ -149,9 +151,9 @@ def _phantom_data(
     """Write (or find) one phantom draw and its splits under ``folder``."""
     data_dir = folder / "phantom"
     manifest = data_dir / "manifest.csv"
-    config = _phantom_config(preset, slices, seed, spurious)
-    progress.stage(f"data ({name})", lambda: _manifest_ok(manifest, config),
-                   lambda: _synth(data_dir, config, workers=jobs))  # fmt: skip
+    config, splits = _phantom_config(preset, slices, seed, spurious), folder / "splits.csv"
+    progress.stage(f"data ({name})", lambda: _manifest_ok(manifest, config, splits),
+                   lambda: _synth(data_dir, config, splits, workers=jobs))  # fmt: skip
     return _with_splits(preset, manifest, folder, progress, log, name)
 
 
