@@ -14,8 +14,9 @@ Broken YAML is an error naming the file and the line.
   (validated by :func:`mtlswin.models.factory.build_config`).
 - ``data``: the arguments of :class:`mtlswin.data.datamodule.CTDataModule`; ``img_size`` defaults to
   the model's ``img_size``.
-- ``train``: optimisation (SGD + poly decay as in the paper, or AdamW + warm-up + cosine), loss weights, seed,
-  checkpoint cadence, and the methods (:mod:`mtlswin.methods`): ``guidance: {name: rrr, weight: 10, dilation:
+- ``train``: optimisation (SGD + poly decay as in the paper, or AdamW + warm-up + cosine), loss weights, seed
+  and how the sources of randomness derive from it (``rng``: ``shared`` | ``paired`` | ``independent``,
+  :mod:`mtlswin.training.streams`), checkpoint cadence, and the methods (:mod:`mtlswin.methods`): ``guidance: {name: rrr, weight: 10, dilation:
   2}`` (or ``{name: cam_align, weight: 1}``; ``none`` when absent) and ``objective: {name: groupdro, eta: 0.01}``
   (``erm`` when absent); a bare name stands for the method with its defaults, unknown settings are errors
   naming the method's keys, and the old flat keys (``guidance_weight``, ``guidance_dilation``,
@@ -97,6 +98,8 @@ class DataConfig:
 # The optimiser and schedule names the config accepts; :mod:`mtlswin.training.schedule` builds them.
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine")
+# train.rng: how the sources of randomness derive from train.seed (mtlswin.training.streams).
+RNG_MODES = ("shared", "paired", "independent")
 
 
 @dataclass
@@ -115,6 +118,7 @@ class TrainConfig:
     loss_weights: dict[str, float] | None = None  # task -> weight; None = the paper's defaults
     uncertainty_weighting: bool = False  # Kendall et al. 2018 learned task weights (beyond the paper)
     seed: int = 0
+    rng: str = "shared"  # "shared" (train.seed drives everything) | "paired" | "independent": mtlswin.training.streams
     monitor: str | None = None  # None = "val/auc" (classification) or "val/iou" (segmentation only)
     checkpoint_every_n_steps: int = 50  # RUN/checkpoints/last.ckpt also every N optimiser steps
     threshold: float = 0.5  # decision threshold on the positive-class probability
@@ -231,9 +235,12 @@ def legacy_train_layout(train: dict[str, Any]) -> dict[str, Any]:
     as flat keys, a weight equal to the method's default as ``None``.
 
     :func:`mtlswin.runs.config_digest` hashes this layout, so a run folder trained by an earlier version keeps
-    its digest and ``reproduce`` does not train it again.
+    its digest and ``reproduce`` does not train it again. ``rng: shared`` (the default, what earlier versions
+    did) is left out for the same reason.
     """
     out = {key: value for key, value in train.items() if key not in _METHOD_KEYS}
+    if out.get("rng") == "shared":  # the default, what every run was before train.rng existed
+        del out["rng"]
     guidance = train.get("guidance")
     guidance = guidance if isinstance(guidance, dict) else {"name": guidance or "none"}
     objective = train.get("objective")
@@ -295,6 +302,7 @@ def _check_values(config: Config) -> None:
     if not 0.0 <= data.mask_fraction <= 1.0:
         raise ValueError(f"data.mask_fraction must be in [0, 1] (1 = every train mask), got {data.mask_fraction}")
 
+    _check_choice("train.rng", train.rng, RNG_MODES)
     _check_choice("data.augment", data.augment, POLICIES)
     _check_choice("data.on_bad_row", data.on_bad_row, ("error", "skip"))
     _check_choice("data.cache_dtype", data.cache_dtype, DTYPES)

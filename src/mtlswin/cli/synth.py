@@ -46,6 +46,8 @@ def register(subparsers) -> None:
         default=None,
         help="slices of all trap hospitals together (default: as many as hospitals 5-11 hold)",
     )
+    p.add_argument("--test-scale", type=int, default=1,
+                   help="the test hospitals (5-11, traps) get N times their slices; hospitals 1-4 stay the same bytes")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="processes writing hospitals in parallel (same files)")
     p.add_argument("--preview", action="store_true", help="also write OUT/preview.png (gallery)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     config = SynthConfig(
         preset=args.preset, slices=args.slices, size=args.size, seed=args.seed, spurious=args.spurious,
         p_hematoma=args.p_hematoma, p_hypodensity=args.p_hypodensity, twin_hospitals=args.twins,
-        trap_hospitals=args.trap_hospitals, trap_slices=args.trap_slices,
+        trap_hospitals=args.trap_hospitals, trap_slices=args.trap_slices, test_scale=args.test_scale,
     )  # fmt: skip
     config.counts()  # checks --slices (at least one slice per hospital) before anything is written
     out = prepare_out(Path(args.out), args.overwrite)

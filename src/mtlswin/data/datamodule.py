@@ -11,6 +11,9 @@ the validation split, without padding, so that synced metrics see every slice on
 ``mask_fraction`` < 1 (the mask budget, :mod:`mtlswin.data.mask_budget`): only that share of the TRAIN
 split's masked slices keep their mask (whole patients, chosen with ``seed``); the others' masks are
 unknown (``has_mask`` False). Validation and test splits keep every mask.
+
+``order_seed`` and ``augment_seed`` (default: ``seed``) seed the batch order and the augmentation draws apart
+from ``seed``, which then only chooses the mask budget's patients (``train.rng``, :mod:`mtlswin.training.streams`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class CTDataModule(L.LightningDataModule):
         seed: int = 0,
         eval_batch_size: int | None = None,
         mask_fraction: float = 1.0,
+        order_seed: int | None = None,
+        augment_seed: int | None = None,
     ):
         super().__init__()
         if not 0.0 <= mask_fraction <= 1.0:
@@ -80,6 +85,8 @@ class CTDataModule(L.LightningDataModule):
         self.window = parse_window(window)
         self.cache_dir, self.cache_dtype = cache_dir, cache_dtype
         self.on_bad_row, self.seed = on_bad_row, int(seed)
+        self.order_seed = self.seed if order_seed is None else int(order_seed)  # the samplers' shuffling
+        self.augment_seed = self.seed if augment_seed is None else int(augment_seed)  # the (seed, epoch, index) draws
         self.mask_fraction = float(mask_fraction)
         self.manifest: Manifest | None = None
         self.splits: pd.DataFrame | None = None
@@ -159,21 +166,21 @@ class CTDataModule(L.LightningDataModule):
                 augment=self.augment if augment else "none",
                 window=self.window,
                 cache=self.cache,
-                seed=self.seed,
+                seed=self.augment_seed,
                 compact=True,  # uint8 masks through the workers; collate_slices makes them int64
                 hidden_masks=hidden,
             )
         return self._datasets[key]
 
     def dataloader(self, split: str, shuffle: bool = False, augment: bool = False, shard: bool = False) -> DataLoader:
-        """A loader over any split (eval batch size; shuffling seeded by ``seed``).
+        """A loader over any split (eval batch size; shuffling seeded by ``order_seed``).
 
         ``shard``: under DDP, this rank's share of the split, every sample on exactly one rank (no
         padding); metrics that sync across ranks (torchmetrics) then see each sample once.
         """
         ds = self.dataset(split, augment)
         replicas = {"pad": False} if shard else {"num_replicas": 1, "rank": 0}
-        sampler = ResumableSampler(len(ds), self.seed, shuffle=shuffle, **replicas)
+        sampler = ResumableSampler(len(ds), self.order_seed, shuffle=shuffle, **replicas)
         sampler.add_epoch_listener(ds.set_epoch)
         return self._loader(ds, self.eval_batch_size, sampler)
 
@@ -190,7 +197,7 @@ class CTDataModule(L.LightningDataModule):
     def train_sampler_for(self, ds: SliceDataset) -> ResumableSampler:
         """A new shuffling, DDP-aware train sampler over ``ds`` (kept as ``train_sampler``), which also sets the
         dataset's epoch for the augmentation draw."""
-        self.train_sampler = ResumableSampler(len(ds), self.seed, shuffle=True)
+        self.train_sampler = ResumableSampler(len(ds), self.order_seed, shuffle=True)
         self.train_sampler.add_epoch_listener(ds.set_epoch)
         return self.train_sampler
 

@@ -7,6 +7,8 @@ of one seed share it, so differences between rows stay paired (:mod:`mtlswin.pip
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -42,23 +44,47 @@ def draw_seed(phantom_seed: int, training_seed: int) -> int:
     return 1000 * phantom_seed + training_seed
 
 
-def _synth(
-    out: Path, preset: Preset, slices: int | None, seed: int, spurious: float | None = None, workers: int = 1
-) -> None:
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+def _phantom_config(preset: Preset, slices: int | None, seed: int, spurious: float | None = None) -> SynthConfig:
+    """The phantom draw the preset asks for (``--slices`` and the axis' ``spurious`` over its options)."""
     options = dict(preset.phantom_options)
     if slices is not None:
         options["slices"] = slices
     if spurious is not None:
         options["spurious"] = spurious
-    write_dataset(SynthConfig(preset=preset.phantom, seed=seed, **options), tmp, progress=True, workers=workers)
+    return SynthConfig(preset=preset.phantom, seed=seed, **options)
+
+
+def _synth(out: Path, config: SynthConfig, splits: Path, workers: int = 1) -> None:
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_dataset(config, tmp, progress=True, workers=workers)
     shutil.rmtree(out, ignore_errors=True)
+    splits.unlink(missing_ok=True)  # the splits of an earlier phantom here are not this one's
     os.replace(tmp, out)  # a phantom interrupted while being written is never used
 
 
-def _manifest_ok(manifest: Path) -> bool:
-    return manifest.is_file() and (manifest.parent / "phantom.json").is_file()
+def _drawn_with(info: Path) -> dict:
+    """The options a phantom folder was drawn with (its ``phantom.json``), options it omits at their defaults."""
+    defaults = {f.name: f.default for f in dataclasses.fields(SynthConfig)}
+    return json.loads(json.dumps({**defaults, **json.loads(info.read_text())["config"]}))
+
+
+def _manifest_ok(manifest: Path, config: SynthConfig, splits: Path) -> bool:
+    """Whether the phantom of ``config`` is written at ``manifest``'s folder; a ``ValueError`` naming the file and
+    the options when the folder holds a phantom drawn with other options (it is never used, nor replaced)."""
+    info = manifest.parent / "phantom.json"
+    if not (manifest.is_file() and info.is_file()):
+        return False
+    found, asked = _drawn_with(info), json.loads(json.dumps(dataclasses.asdict(config)))
+    differ = [f"{key}: {found.get(key)!r} there, {asked.get(key)!r} asked" for key in sorted({*found, *asked})
+              if found.get(key) != asked.get(key)]  # fmt: skip
+    if differ:
+        raise ValueError(
+            f"{info} was drawn with other phantom options than the preset asks for ({'; '.join(differ)}); "
+            f"its runs would mix the two draws. Remove {manifest.parent} and {splits} to draw it again, or give "
+            "another --out"
+        )
+    return True
 
 
 def _splits_ok(manifest: Path, splits: Path, target: str) -> bool:
@@ -125,8 +151,9 @@ def _phantom_data(
     """Write (or find) one phantom draw and its splits under ``folder``."""
     data_dir = folder / "phantom"
     manifest = data_dir / "manifest.csv"
-    progress.stage(f"data ({name})", lambda: _manifest_ok(manifest),
-                   lambda: _synth(data_dir, preset, slices, seed, spurious, workers=jobs))  # fmt: skip
+    config, splits = _phantom_config(preset, slices, seed, spurious), folder / "splits.csv"
+    progress.stage(f"data ({name})", lambda: _manifest_ok(manifest, config, splits),
+                   lambda: _synth(data_dir, config, splits, workers=jobs))  # fmt: skip
     return _with_splits(preset, manifest, folder, progress, log, name)
 
 

@@ -76,13 +76,23 @@ class MTLModule(pl.LightningModule):
             weight_decay, poly_power, loss_weights, uncertainty_weighting, seed, threshold); its
             defaults are the only ones.
         run_config: the whole resolved config (``Config.to_dict()``), saved as ``checkpoint["mtlswin_config"]``.
+        step_seed: what the global generator is reseeded from at every step (with the step and the rank);
+            ``train.seed`` when None, the run's ``train`` stream under ``train.rng`` paired / independent.
     """
 
-    def __init__(self, model: nn.Module, train: TrainConfig, run_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        train: TrainConfig,
+        run_config: dict[str, Any] | None = None,
+        step_seed: int | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.run_config = run_config  # stored in every checkpoint, so a .ckpt alone rebuilds the model
         self.train_cfg = train
+        # the seed of the per-step reseeding (drop path): train.seed, or the run's "train" stream (train.rng)
+        self.step_seed = train.seed if step_seed is None else int(step_seed)
         self.tasks = tuple(model.tasks)
         self.loss_fn = MultitaskLoss(
             self.tasks, train.loss_weights, train.uncertainty_weighting, cls_reduction=build_objective(train, model)
@@ -169,7 +179,7 @@ class MTLModule(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Reseed the global RNG per optimiser step: stochastic layers (drop path) then depend only on
         # (seed, step, rank), so a run resumed mid-epoch draws exactly what the uninterrupted run drew.
-        seed = self.train_cfg.seed * 1_000_003 + self.global_step * 1009 + self.global_rank
+        seed = self.step_seed * 1_000_003 + self.global_step * 1009 + self.global_rank
         torch.manual_seed(seed)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:

@@ -6,6 +6,9 @@ every epoch, for ``--resume``), ``checkpoints/best.ckpt`` (best ``train.monitor`
 ``metrics.csv``), ``skipped_rows.csv`` (with ``data.on_bad_row: skip``) and ``model.safetensors`` (the best
 weights via ``mtlswin.models.save_model``). Checkpoints are written atomically (:mod:`.checkpoint_io`).
 
+Randomness: ``train.seed`` and ``train.rng`` (``shared`` | ``paired`` | ``independent``) give each source its seed
+(:mod:`.streams`): the encoder's and the heads' initial weights, the batch order, the augmentation, drop path.
+
 Several GPUs or nodes: ``--set trainer.devices=N --set trainer.num_nodes=M`` (``--set trainer.strategy=ddp``); Lightning
 launches the processes itself, or picks up those of ``torchrun`` / SLURM ``srun`` from their environment
 variables. The train sampler (``ResumableSampler``) shards by rank, so Lightning's own distributed sampler is
@@ -41,6 +44,7 @@ from mtlswin.training.denormals import flushed_denormals
 from mtlswin.training.module import MTLModule, default_monitor
 from mtlswin.training.quiet import quiet_lightning
 from mtlswin.training.resume import TrainPosition, last_checkpoint
+from mtlswin.training.streams import build_with_streams, config_streams, run_streams
 
 __all__ = ["build_datamodule", "build_model", "build_trainer", "train", "training_settings"]
 
@@ -90,7 +94,8 @@ def build_model(config: Config) -> torch.nn.Module:
 
 def build_datamodule(config: Config, seed: int | None = None) -> TrainingData:
     """The run's data module (a ``CTDataModule`` with a resumable train loader) from the ``data`` section
-    (paths as written in the config)."""
+    (paths as written in the config); batch order and augmentation from the run's streams
+    (:func:`.streams.config_streams`), or all from ``seed`` when given."""
     d = config.data
     if not d.manifest or not d.splits:
         raise ValueError(
@@ -99,6 +104,7 @@ def build_datamodule(config: Config, seed: int | None = None) -> TrainingData:
     for key, path in (("manifest", d.manifest), ("splits", d.splits)):
         if not Path(path).is_file():
             raise ValueError(f"data.{key}: no file {str(path)!r} (relative paths are read from {str(Path.cwd())!r})")
+    streams = config_streams(config) if seed is None else run_streams(seed)
     return TrainingData(
         d.manifest,
         d.splits,
@@ -115,6 +121,8 @@ def build_datamodule(config: Config, seed: int | None = None) -> TrainingData:
         mask_fraction=d.mask_fraction,
         seed=config.train.seed if seed is None else seed,
         eval_batch_size=d.eval_batch_size,
+        order_seed=streams.order,
+        augment_seed=streams.augment,
     )
 
 
@@ -192,14 +200,16 @@ def train(config: Config, resume: bool = False) -> Path:
     run_dir = config.run_dir
     last_ckpt = last_checkpoint(run_dir, resume)
     data = build_datamodule(config)  # checks the data files first
-    pl.seed_everything(config.train.seed, workers=True)
+    streams = config_streams(config)
+    pl.seed_everything(streams.train, workers=True)  # shared: train.seed (every stream is train.seed)
     # A fresh run that fails before its first checkpoint removes the folder it created (none is left half-made);
     # once last.ckpt exists the folder stays, to be resumed.
     with created_dir(run_dir, keep=last_ckpt.is_file), training_settings():
         digest = config_digest(config)  # of the config as asked for: what `reproduce` compares before training
         resolve_input_norm(config, data)
         stored = stored_config(config)
-        module = MTLModule(build_model(config), config.train, stored.to_dict())
+        model = build_with_streams(lambda: build_model(config), streams)  # shared: on the generator seeded above
+        module = MTLModule(model, config.train, stored.to_dict(), step_seed=streams.train)
         module.compile_training_forward(config.trainer.get("compile"))
         trainer = build_trainer(config, run_dir, _callbacks(config, run_dir, module.tasks, data.position))
         if trainer.is_global_zero:

@@ -60,6 +60,9 @@ class SynthConfig:
             hospitals 1-4 but the cue anti-correlated with the label (phi = -spurious); every slice has a twin.
         trap_slices: slices of all trap hospitals together (None = as many as hospitals 5-11 hold, the
             test-B pool), split evenly over them.
+        test_scale: the test hospitals (5-11 and the trap hospitals) get ``test_scale`` times their slices (more
+            patients: each patient keeps its own generator, so the first ones are those of scale 1); hospitals
+            1-4, the training data, stay byte-identical. 1 = the phantom as it was before the option existed.
     """
 
     preset: str = "demo"
@@ -78,6 +81,7 @@ class SynthConfig:
     twin_hospitals: tuple[int, ...] = ()
     trap_hospitals: int = 0
     trap_slices: int | None = None
+    test_scale: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "twin_hospitals", tuple(int(h) for h in self.twin_hospitals))
@@ -96,6 +100,10 @@ class SynthConfig:
         lo, hi = self.slices_per_patient
         if not 1 <= lo <= hi:
             raise ValueError(f"slices_per_patient={self.slices_per_patient} must be (lo, hi) with 1 <= lo <= hi")
+        if isinstance(self.test_scale, bool) or not isinstance(self.test_scale, int) or self.test_scale < 1:
+            raise ValueError(
+                f"test_scale={self.test_scale!r} must be an integer >= 1 (1 = the test hospitals as drawn)"
+            )
         if self.trap_hospitals < 0:
             raise ValueError(f"trap_hospitals={self.trap_hospitals} must be >= 0 (0 = no trap test set)")
         if self.trap_slices is not None and not 1 <= self.trap_hospitals <= self.trap_slices:
@@ -116,20 +124,29 @@ class SynthConfig:
     def is_trap(self, hospital: int) -> bool:
         return FIRST_TRAP_HOSPITAL <= hospital < FIRST_TRAP_HOSPITAL + self.trap_hospitals
 
+    def is_scaled(self, hospital: int) -> bool:
+        """Whether ``test_scale`` (when not 1) multiplies ``hospital``'s slices: the test hospitals 5-11 and the traps."""
+        return self.test_scale != 1 and hospital > max(MASK_HOSPITALS)
+
     def counts(self) -> tuple[int, ...]:
         """Slices of hospitals 1-11, then of the trap hospitals (``counts()[h - 1]`` is hospital h's)."""
         base = hospital_counts(self.preset, self.slices)
+        train = len(MASK_HOSPITALS)  # hospitals 1-4 keep their counts; 5-11 are multiplied by test_scale
+        base = base[:train] + tuple(c * self.test_scale for c in base[train:])
         if not self.trap_hospitals:
             return base
-        total = self.trap_slices if self.trap_slices is not None else sum(base[max(MASK_HOSPITALS) :])  # hospitals 5-11
+        total = self.trap_slices * self.test_scale if self.trap_slices is not None else sum(base[train:])
         return base + trap_counts(self.trap_hospitals, total)
 
-    def identity(self, trap: bool | None = None) -> dict:
-        """``asdict(self)``, without the trap fields when there are no trap hospitals (or ``trap=False``), so
-        phantoms and UIDs written before the option existed stay byte-identical."""
+    def identity(self, trap: bool | None = None, scale: bool | None = None) -> dict:
+        """``asdict(self)``, without the trap fields when there are no trap hospitals (or ``trap=False``) and
+        without ``test_scale`` when it is 1 (or ``scale=False``), so phantoms and UIDs written before the options
+        existed stay byte-identical."""
         out = asdict(self)
         if not (self.trap_hospitals if trap is None else trap):
             del out["trap_hospitals"], out["trap_slices"]
+        if not (self.test_scale != 1 if scale is None else scale):
+            del out["test_scale"]
         return out
 
 

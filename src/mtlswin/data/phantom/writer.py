@@ -41,9 +41,10 @@ MASK_VALUE = 255
 
 
 def _uid(config: SynthConfig, *parts: object) -> str:
-    """A UID from the config without its trap fields (hospitals 1-11 keep their UIDs when trap hospitals are
-    added; a trap slice's ``parts`` carry the trap fields)."""
-    key = json.dumps(config.identity(trap=False), sort_keys=True)
+    """A UID from the config without its trap fields and ``test_scale`` (hospitals 1-11 keep their UIDs when trap
+    hospitals are added, hospitals 1-4 when the test hospitals are scaled; a trap slice's ``parts`` carry the
+    trap fields, a scaled hospital's ``test_scale``)."""
+    key = json.dumps(config.identity(trap=False, scale=False), sort_keys=True)
     return generate_uid(prefix="2.25.", entropy_srcs=["mtlswin-phantom", key, *map(str, parts)])
 
 
@@ -51,6 +52,7 @@ def dicom_dataset(rec: SliceRecord, config: SynthConfig, twin: bool = False) -> 
     """The DICOM data set of one slice (CT Image Storage, explicit VR little endian); ``twin``: of its twin."""
     profile = profile_of(rec.hospital)
     trap = (config.trap_hospitals, config.trap_slices) if config.is_trap(rec.hospital) else ()
+    trap += ("test_scale", config.test_scale) if config.is_scaled(rec.hospital) else ()  # not a draw of scale 1's
     sop = _uid(config, rec.patient_id, rec.instance, "sop", *(("twin",) if twin else ()), *trap)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
