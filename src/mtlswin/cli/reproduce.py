@@ -66,8 +66,8 @@ def register(subparsers) -> None:
                    help="what trains the runs: this machine's processes (default) or Slurm jobs through submitit "
                    "(docs/cluster.md)")  # fmt: skip
     p.add_argument("--runs-per-gpu", type=_positive, default=None, metavar="N",
-                   help="N small runs share a GPU: local, N at a time per visible GPU (GPU presets; the CPU presets "
-                   "keep --jobs); slurm, N runs per job (default: one)")  # fmt: skip
+                   help="N small runs share a GPU: local, N at a time per visible GPU (no GPU visible: the --jobs "
+                   "slots); slurm, N runs per job (default: one)")  # fmt: skip
     p.add_argument("--slurm", action="append", type=_slurm_option, default=None, metavar="KEY=VALUE",
                    help="with --executor slurm, repeatable: partition, time (minutes), gpus_per_node, cpus_per_task, "
                    "mem_gb, account, constraint")  # fmt: skip

@@ -24,8 +24,9 @@ EXECUTORS = ("local", "slurm")
 
 @dataclass(frozen=True)
 class ExecutorChoice:
-    """``kind``: local or slurm; ``runs_per_gpu``: runs sharing a GPU (local: per visible GPU, GPU presets only;
-    slurm: runs per job; None: local as before, one run per Slurm job); ``slurm``: the ``--slurm`` options."""
+    """``kind``: local or slurm; ``runs_per_gpu``: runs sharing a GPU (local: per visible GPU, and with no GPU
+    visible the ``--jobs`` slots; slurm: runs per job; None: local as before, one run per Slurm job); ``slurm``:
+    the ``--slurm`` options."""
 
     kind: str = "local"
     runs_per_gpu: int | None = None
@@ -60,5 +61,5 @@ class ExecutorChoice:
             return SlurmExecutor(
                 out / "slurm", self.slurm_options(cpu_only), self.runs_per_gpu or 1, progress, tag, log
             )
-        gpus = [] if cpu_only or self.runs_per_gpu is None else visible_gpus()
+        gpus = [] if self.runs_per_gpu is None else visible_gpus()  # asked for: any preset (the demo on a GPU)
         return LocalExecutor(jobs, progress, tag, log, slots=plan_slots(jobs, self.runs_per_gpu, gpus))

@@ -24,6 +24,7 @@ naming its runs, its job id, its log and the last lines of its stderr.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,8 @@ SLURM_KEYS: dict[str, type] = {
 DEFAULT_TIME_MIN = 240  # a longer run is requeued at the limit and resumes from its last.ckpt
 MAX_REQUEUES = 20  # the timeouts (and preemptions) submitit requeues a job after
 TAIL_LINES = 20
+# Slurm's states of a job that has ended (a requeued job passes through REQUEUED and PENDING instead)
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
 
 
 class SubmissionError(ValueError):
@@ -187,6 +190,17 @@ class _Job:
     started: bool = False
 
 
+def job_state(job: Any) -> str:
+    """A job's state: submitit's (from sacct), else slurmctld's (``scontrol show job``: clusters without accounting,
+    where submitit's stays UNKNOWN); ``UNKNOWN`` when neither knows the job."""
+    state = str(job.state)
+    if state != "UNKNOWN" or shutil.which("scontrol") is None:
+        return state
+    proc = subprocess.run(["scontrol", "-o", "show", "job", str(job.job_id)], capture_output=True, text=True)
+    found = re.search(r"\bJobState=(\S+)", proc.stdout) if proc.returncode == 0 else None
+    return found.group(1) if found else "UNKNOWN"
+
+
 def _submitit_executor(folder: Path) -> Any:
     return submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES,
                                  slurm_python=sys.executable)  # fmt: skip
@@ -261,6 +275,12 @@ class SlurmExecutor:
         for path in set(self.folder.iterdir()) - before:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
+    def _failed(self, j: _Job, waiting: Sequence[_Job], state: str) -> RunFailed:
+        for other in waiting:
+            other.job.cancel(check=False)
+        stderr = Path(j.job.paths.stderr)
+        return RunFailed(failure_message([r.name for r in j.runs], str(j.job.job_id), state, stderr, _tail(stderr)))
+
     def _wait(self, jobs: list[_Job], total: int) -> dict[str, float]:
         """Poll the jobs until all are done; a line per start and end; the first failure cancels the rest."""
         clock = RunClock(total, self.per_job * len(jobs))
@@ -270,7 +290,11 @@ class SlurmExecutor:
             for j in list(waiting):
                 names = ", ".join(r.name for r in j.runs)
                 if not j.job.done():
-                    if not j.started and j.job.state == "RUNNING":
+                    state = job_state(j.job)
+                    if state in ENDED and not j.job.done():  # ended without a result: killed, out of memory, ...
+                        waiting.remove(j)
+                        raise self._failed(j, waiting, state)
+                    if not j.started and state == "RUNNING":
                         j.started = True
                         self.log(f"train {names}: running in Slurm job {j.job.job_id}{self.tag}")
                     continue
@@ -278,12 +302,7 @@ class SlurmExecutor:
                 try:
                     result = j.job.result()
                 except Exception as err:
-                    for other in waiting:
-                        other.job.cancel(check=False)
-                    state = j.job.state
-                    stderr = Path(j.job.paths.stderr)
-                    raise RunFailed(failure_message([r.name for r in j.runs], str(j.job.job_id), state, stderr,
-                                                    _tail(stderr))) from err  # fmt: skip
+                    raise self._failed(j, waiting, job_state(j.job)) from err
                 for run in j.runs:
                     seconds[run.name] = float(result[run.name])
                     self.log(f"train {run.name}: done in {seconds[run.name]:.1f} s in Slurm job {j.job.job_id} "
