@@ -7,6 +7,8 @@
 #      and bf16-mixed + torch.compile; bf16 / compiled outputs checked against float32 eager; projected hours of
 #      the paper's 12 rows.
 #   3. A short paper-config training run through the CLI (bf16, device cache), evaluated on both test sets.
+#   4. Demo runs packed on the GPU: `reproduce --runs-per-gpu N` (N = 1, 2, 4, 8; N seeds of swin, 2 epochs, on the
+#      phantom of step 1), demo runs per hour at each N.
 # Each step has its own time limit; a failed or timed-out step is reported and the next one runs.
 #
 # Usage:  bash benchmarks/gpu_check.sh OUTDIR [AUTHORS_CHECKOUT]
@@ -73,4 +75,21 @@ step 120 "mtl_cls_seg_rec paper config, $epochs epochs ($device), then evaluate"
 if [ -f "$out/runs/mtl_cls_seg_rec/metrics.json" ]; then
   $py -c "import json,sys; m=json.load(open(sys.argv[1])); print({s: {k: m[s][k] for k in ('auc','acc','f1_macro','iou') if k in m[s]} for s in m})" "$out/runs/mtl_cls_seg_rec/metrics.json"
 fi
+
+# 4. N demo runs side by side on each GPU: runs per hour (training, evaluation and the rest of reproduce included)
+pack_epochs=${MTLSWIN_PACK_EPOCHS:-2}
+pack_set=(--set trainer.accelerator="$device" --set train.epochs=$pack_epochs --set data.num_workers=0)
+packs=(1 2 4 8)
+if [ -n "${MTLSWIN_CPU_SMOKE:-}" ]; then  # the dry run: two sizes, two batches
+  packs=(1 2) pack_set+=(--set trainer.limit_train_batches=2 --set trainer.limit_val_batches=2)
+fi
+for n in "${packs[@]}"; do
+  seeds=$(seq -s, 0 $((n - 1)))
+  start=$SECONDS
+  step 300 "demo, $n run(s) per GPU ($n seeds of swin, $pack_epochs epochs)" \
+    $py -m mtlswin reproduce --preset demo --manifest "$out/phantom/manifest.csv" --out "$out/pack-$n" --rows swin \
+    --seeds "$seeds" --runs-per-gpu $n "${pack_set[@]}"
+  secs=$((SECONDS - start))
+  echo "----- $n run(s) per GPU: $n runs in $secs s, $(( n * 3600 / (secs > 0 ? secs : 1) )) demo runs per hour"
+done
 exit $status

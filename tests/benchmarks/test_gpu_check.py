@@ -22,8 +22,11 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path):
                           timeout=900, env=env, cwd=SCRIPT.parents[1])  # fmt: skip
     log = proc.stdout + proc.stderr
     steps = re.findall(r"^===== (.+?): (\d+ s|FAILED.*|TIMED OUT.*)$", log, flags=re.M)
-    assert len(steps) == 6, log[-5000:]
+    assert len(steps) == 8, log[-5000:]
     assert all(result.endswith(" s") for _, result in steps), steps
     assert proc.returncode == 0, log[-5000:]
     assert "device-cache" in log  # the end-to-end rows with the device cache ran
     assert (tmp_path / "out" / "runs" / "mtl_cls_seg_rec" / "metrics.json").is_file()  # CLI train + evaluate
+    assert re.search(r"^----- 2 run\(s\) per GPU: 2 runs in \d+ s, \d+ demo runs per hour$", log, flags=re.M), log[
+        -3000:
+    ]

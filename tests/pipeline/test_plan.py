@@ -13,7 +13,8 @@ import pytest
 from statsmodels.stats.power import TTestPower
 
 from mtlswin.cli import main
-from mtlswin.pipeline.plan import PLAN_COLUMNS, Assumptions, plan_table, run_seconds, with_roles
+from mtlswin.pipeline.claims import CLAIM_COLUMNS
+from mtlswin.pipeline.plan import PLAN_COLUMNS, Assumptions, plan_markdown, plan_table, run_seconds, with_roles
 from mtlswin.pipeline.presets import get_preset
 
 SECONDS = {"swin": 300.0, "mtl_cls_seg": 600.0, "joint_swin": 400.0, "swin_unet": 500.0}
@@ -131,3 +132,13 @@ def test_plan_refuses_a_folder_without_claims(tmp_path, capsys):
     assert "claims.csv does not exist" in capsys.readouterr().err
     with pytest.raises(ValueError, match="slots"):
         Assumptions(0)
+
+
+def test_a_folder_whose_rows_make_no_claim_plans_nothing_instead_of_failing(tmp_path):
+    # rows swin_unet,joint_swin compare with nothing: claims.csv has its columns and no line
+    path = tmp_path / "claims.csv"
+    pd.DataFrame(columns=list(CLAIM_COLUMNS)).to_csv(path, index=False)
+    claims = with_roles(pd.read_csv(path), get_preset("demo").claims)
+    table = plan_table(claims, {}, Assumptions(slots=2))
+    assert table.empty and list(table.columns[: len(PLAN_COLUMNS)]) == list(PLAN_COLUMNS)
+    assert "nothing to plan" in plan_markdown(table, Assumptions(slots=2), "data sets like it")

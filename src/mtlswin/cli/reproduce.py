@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 
 from mtlswin.pipeline import sequential
+from mtlswin.pipeline.executors.choice import EXECUTORS, ExecutorChoice
+from mtlswin.pipeline.executors.slurm import parse_slurm_option
 from mtlswin.pipeline.presets import PRESETS
 from mtlswin.pipeline.reproduce import reproduce
 
@@ -22,6 +24,23 @@ def _ints(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _slurm_option(text: str) -> tuple[str, object]:
+    try:
+        return parse_slurm_option(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -43,6 +62,15 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="training runs side by side (default: one per CPU core, at most 4, for the demo presets; "
                    "1 for paper)")  # fmt: skip
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="what trains the runs: this machine's processes (default) or Slurm jobs through submitit "
+                   "(docs/cluster.md)")  # fmt: skip
+    p.add_argument("--runs-per-gpu", type=_positive, default=None, metavar="N",
+                   help="N small runs share a GPU: local, N at a time per visible GPU (no GPU visible: the --jobs "
+                   "slots); slurm, N runs per job (default: one)")  # fmt: skip
+    p.add_argument("--slurm", action="append", type=_slurm_option, default=None, metavar="KEY=VALUE",
+                   help="with --executor slurm, repeatable: partition, time (minutes), gpus_per_node, cpus_per_task, "
+                   "mem_gb, account, constraint")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
                    help="config override applied to every row, repeatable: --set trainer.devices=4 --set train.epochs=5")  # fmt: skip
     p.add_argument("--until-decided", action="store_true",
@@ -56,13 +84,15 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    executor = ExecutorChoice(args.executor, args.runs_per_gpu, dict(args.slurm or []))
     if args.until_decided:
-        report = sequential.run_from_args(args)
+        report = sequential.run_from_args(args, executor)
         print(f"Done. Open {report}")
         return 0
     report = reproduce(
         args.preset, args.out, manifest=args.manifest, seeds=args.seeds, rows=args.rows,
         overrides=args.overrides or [], slices=args.slices, jobs=args.jobs, phantom_seed=args.phantom_seed,
+        executor=executor,
     )  # fmt: skip
     print(f"Done. Open {report}")
     return 0

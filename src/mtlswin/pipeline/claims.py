@@ -41,6 +41,7 @@ from mtlswin.stats import fast_auc, percentile_interval, resample_indices, seed_
 
 __all__ = [
     "CLAIMS",
+    "CLAIM_COLUMNS",
     "Claim",
     "Evidence",
     "SeedEvidence",
@@ -56,6 +57,36 @@ SEED_SUFFIX = "-seed"
 
 
 ROLES = ("primary", "control", "secondary")
+# The columns of claims.csv before the per-seed differences (seed<k>) and after them.
+CLAIM_COLUMNS = (
+    "claim",
+    "statistic",
+    "row",
+    "reference",
+    "expected",
+    "estimate",
+    "low",
+    "high",
+    "half_width",
+    "se",
+    "seeds",
+    "verdict",
+    "df",
+    "t",
+    "p",
+    "patient_var",
+    "patient_df",
+    "test_sets",
+    "role",
+    "sign",
+    "patient_low",
+    "patient_high",
+    "mde",
+    "paper",
+    "paper_detectable",
+    "not_learned",
+    "n_not_learned",
+)
 
 
 @dataclass(frozen=True)
@@ -379,7 +410,9 @@ def evaluate_claims(
             "paper_detectable": bool(abs(paper) >= interval.mde) if np.isfinite(paper * interval.mde) else None,
             "not_learned": ";".join(flagged), "n_not_learned": len(flagged),
         })  # fmt: skip
-    return pd.DataFrame(out)
+    # No claim with its rows in the folder (rows swin_unet,joint_swin, say): a table with its columns and no line,
+    # so that every reader of claims.csv (report, plan, sequential) reads "no claim" instead of failing on it.
+    return pd.DataFrame(out, columns=None if out else CLAIM_COLUMNS)
 
 
 def verdict(low: float, high: float, sign: int, seeds: int | None = None) -> str:

@@ -218,6 +218,8 @@ def _d(value: float) -> str:
 
 def plan_markdown(table: pd.DataFrame, assumptions: Assumptions, estimand: str) -> str:
     """The plan as the report shows it: the primary claims and the control first, both estimands each."""
+    if table.empty:
+        return "No claim has its rows in this folder (the rows run compare with nothing): nothing to plan.\n"
     other = next(e for e in ESTIMANDS if e != estimand)
     lines = [
         f'This run answers **"{estimand}"** ('

@@ -19,7 +19,9 @@ from mtlswin.pipeline.presets import Preset
 from mtlswin.pipeline.rows import method_rows, row_labels
 from mtlswin.pipeline.stages import time_table
 
-__all__ = ["DEMO_RECIPE_NOTE", "write_report"]
+__all__ = ["DEMO_RECIPE_NOTE", "FAILED_RUNS", "clear_failed_runs", "write_failed_runs", "write_report"]
+
+FAILED_RUNS = "failed_runs.md"
 
 DEMO_RECIPE_NOTE = (
     "**Recipe.** The paper fine-tunes ImageNet-initialised encoders with SGD (momentum 0.9, poly decay). No "
@@ -83,3 +85,22 @@ def write_report(
     text += "\n" + time_table(timings, skipped)
     atomic_write_text(report, text)
     return report
+
+
+def write_failed_runs(out: Path, preset: Preset, message: str) -> Path:
+    """When a run fails: ``out/failed_runs.md`` (which run, where, its log and the end of its stderr) and a report
+    that says so in its "Failed runs" section; the runs and stages done stay, and a rerun continues from them."""
+    section = f"## Failed runs\n\n```\n{message.strip()}\n```\n"
+    atomic_write_text(out / FAILED_RUNS, section)
+    text = (
+        f"# mtlswin reproduce: preset `{preset.name}`\n\n{preset.description}.\n\n**Stopped:** a training run "
+        "failed (below). Fix its cause and run the same command again: what is done is kept.\n\n" + section
+    )
+    report = out / "report.md"
+    atomic_write_text(report, text)
+    return report
+
+
+def clear_failed_runs(out: Path) -> None:
+    """The runs trained after all: the failure record goes (the report is written anew at the end)."""
+    (out / FAILED_RUNS).unlink(missing_ok=True)

@@ -33,11 +33,13 @@ from pathlib import Path
 from mtlswin.evaluation.evaluate import evaluate_run
 from mtlswin.pipeline import methods
 from mtlswin.pipeline.claims import seed_of
-from mtlswin.pipeline.executors.local import LocalExecutor, default_jobs
+from mtlswin.pipeline.executors.base import Executor, RunFailed
+from mtlswin.pipeline.executors.choice import ExecutorChoice
+from mtlswin.pipeline.executors.local import default_jobs
 from mtlswin.pipeline.experiment_data import SeedData, eval_splits, protocol_text, seed_data, split_has_masks
 from mtlswin.pipeline.methods import write_budget_report
 from mtlswin.pipeline.presets import AXIS_KINDS, Point, Preset, get_preset
-from mtlswin.pipeline.report import write_report
+from mtlswin.pipeline.report import clear_failed_runs, write_failed_runs, write_report
 from mtlswin.pipeline.run_state import has_logits, run_evaluated, set_aside
 from mtlswin.pipeline.schedule import Schedule, build_schedule
 from mtlswin.pipeline.stages import AUDIT_SPLIT, Progress, audit, audit_ok, claims, claims_ok
@@ -59,13 +61,13 @@ class Experiment:
     audit: Path
 
 
-def _train_runs(schedule: Schedule, jobs: int, progress: Progress, tag: str, log: Callable[[str], None]) -> set[str]:
-    """Train every run of ``schedule`` that is not done (:class:`LocalExecutor`); the runs its workers evaluated."""
+def _train_runs(schedule: Schedule, executor: Executor, progress: Progress, tag: str) -> set[str]:
+    """Train every run of ``schedule`` that is not done with ``executor``; the runs its workers evaluated."""
     done = {r.name for r in schedule.train if r.done()}
     for run in schedule.train:
         if run.name in done:
             progress.stage(f"train {run.name}{tag}", lambda: True, lambda: None)
-    results = LocalExecutor(jobs, progress, tag, log).run(schedule.without(done))
+    results = executor.run(schedule.without(done))
     return {name for name, result in results.items() if result.evaluated}
 
 
@@ -109,6 +111,7 @@ def _experiment(
     preset: Preset, out: Path, point: Point, data_root: Path, manifest: str | Path | None, seeds: tuple[int, ...],
     rows: Sequence[str] | None, overrides: Sequence[str], slices: int | None, progress: Progress,
     log: Callable[[str], None], jobs: int = 1, phantom_seed: int = 0, with_audit: bool = True,
+    choice: ExecutorChoice | None = None,
 ) -> Experiment:  # fmt: skip
     """Data, splits, training, evaluation, audit and claims of one experiment (the sub-experiment ``point``) under
     ``out``, its data under ``data_root``."""
@@ -119,7 +122,13 @@ def _experiment(
                               test_splits, [*overrides, *point.overrides])  # fmt: skip
     for run in schedule.train:
         set_aside(run.folder, run.digest, log)
-    evaluated = _train_runs(schedule, jobs, progress, tag, log)
+    executor = (choice or ExecutorChoice()).build(out, jobs, preset.config_dir == "demo", progress, tag, log)
+    try:
+        evaluated = _train_runs(schedule, executor, progress, tag)
+    except RunFailed as err:  # the report says which run failed and why; a rerun continues from here
+        write_failed_runs(out, preset, str(err))
+        raise
+    clear_failed_runs(out)
     _derive_and_evaluate(schedule, evaluated, test_splits, progress, tag)
     exp = Experiment(out, data, list(schedule.results), out / "audit")
     _audit_and_claims(preset, out, exp, seeds, progress, tag, log, with_audit)
@@ -138,6 +147,7 @@ def reproduce(
     jobs: int | None = None,
     phantom_seed: int = 0,
     with_audit: bool = True,
+    executor: ExecutorChoice | None = None,
 ) -> Path:
     """Run the whole experiment of ``preset_name`` into ``out``; returns the path of ``out/report.md``.
 
@@ -149,12 +159,17 @@ def reproduce(
     ``jobs``: training runs side by side (default: one per CPU core, at most 4, for the CPU presets; 1 for
     ``paper``), see :mod:`mtlswin.pipeline.executors.local`.
 
+    ``executor``: what trains the runs (default: this machine's processes; ``ExecutorChoice("slurm", ...)``: Slurm
+    jobs, :mod:`mtlswin.pipeline.executors.slurm`). Its options are checked before anything is written.
+
     ``overrides`` (``key=value``) apply to every row's config after the preset's own paths. A preset with an
     axis (``shortcut-sweep``: the spurious strength; ``mask-budget``: the share of training masks kept) runs one
     experiment per value of it in ``out/<folder>/`` and writes its report (and figure) over them in
     ``out/report.md``.
     """
     preset = get_preset(preset_name)
+    executor = executor or ExecutorChoice()
+    executor.check(cpu_only=preset.config_dir == "demo")  # e.g. sbatch refuses the partition: nothing written yet
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress(log)
@@ -168,7 +183,7 @@ def reproduce(
         sub = out / point.folder
         sub.mkdir(parents=True, exist_ok=True)
         exp = _experiment(preset, sub, point, out if point.shared_data else sub, manifest, seeds, rows, overrides,
-                          slices, progress, log, jobs, phantom_seed, with_audit)  # fmt: skip
+                          slices, progress, log, jobs, phantom_seed, with_audit, executor)  # fmt: skip
         # without an axis, this experiment's report is the report, with the time per stage of the whole call
         timings, skipped = (progress.timings, progress.skipped) if axis is None else ({}, ())
         protocol = protocol_text(preset, exp.data, "hypodensity")

@@ -31,6 +31,7 @@ from scipy.stats import t as student_t
 
 from mtlswin.io import atomic_path, atomic_write_text
 from mtlswin.pipeline.claim_families import decision
+from mtlswin.pipeline.executors.choice import ExecutorChoice
 from mtlswin.pipeline.presets import get_preset
 from mtlswin.pipeline.reproduce import reproduce
 from mtlswin.stats import look_levels, obf_boundaries, sequential_holm
@@ -206,16 +207,18 @@ def until_decided(
     jobs: int | None = None,
     log: Callable[[str], None] = print,
     train: Callable[..., Path] = reproduce,
+    executor: ExecutorChoice | None = None,
 ) -> Path:
     """Run the sequential design into ``out`` (module docstring); the path of the report. ``train``: the
-    experiment to run at each look (``reproduce``; tests pass a stub with its signature)."""
+    experiment to run at each look (``reproduce``; tests pass a stub with its signature); ``executor``: what
+    trains its runs (default: this machine's processes)."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     _check_design(out, design)
     looks = _read_looks(out)
     sizes = design.looks()
     call = dict(rows=list(design.rows), overrides=list(design.overrides), slices=design.slices, jobs=jobs,
-                phantom_seed=design.phantom_seed, manifest=design.manifest, log=log)  # fmt: skip
+                phantom_seed=design.phantom_seed, manifest=design.manifest, log=log, executor=executor)  # fmt: skip
     stop = _stop_reason(looks, design)
     look = int(looks["look"].max()) if len(looks) else 0
     while stop is None:
@@ -253,11 +256,11 @@ def until_decided(
     return train(design.preset, out, seeds=list(range(final)), with_audit=True, **call)
 
 
-def run_from_args(args) -> Path:
+def run_from_args(args, executor: ExecutorChoice | None = None) -> Path:
     """``reproduce --until-decided`` from the command line's namespace (:mod:`mtlswin.cli.reproduce`)."""
     if args.seeds is not None:
         raise ValueError("--until-decided chooses the seeds (0, 1, ... in batches of --batch-seeds); drop --seeds")
     design = Design(args.preset, family_rows(args.preset, args.rows), args.max_seeds, args.batch_seeds,
                     phantom_seed=args.phantom_seed, overrides=tuple(args.overrides or ()), slices=args.slices,
                     manifest=str(Path(args.manifest).resolve()) if args.manifest else None)  # fmt: skip
-    return until_decided(design, args.out, args.budget, args.jobs)
+    return until_decided(design, args.out, args.budget, args.jobs, executor=executor)

@@ -13,7 +13,10 @@
   config) and "Seed set to N" (the seed is in the config too): with several runs side by side
   (``reproduce``) they filled the terminal;
 - "Found N module(s) in eval mode at the start of training": Joint-SwinTransformer's frozen encoder is in
-  eval mode by design (its batch statistics and dropout must not move).
+  eval mode by design (its batch statistics and dropout must not move);
+- "The `srun` command is available on your system but is not used": the cluster environment is chosen, not
+  detected (:mod:`mtlswin.training.cluster_env`), but ``Trainer.fit`` without a checkpoint still asks
+  ``SLURMEnvironment.detect()`` for an HPC checkpoint, which warns on any machine that has srun.
 
 Each is matched by the start of its message, so every other warning (ours, Lightning's, torch's)
 still shows; outside the context nothing is filtered.
@@ -33,6 +36,7 @@ NOISE_WARNINGS = (
     r"The number of training batches \(\d+\) is smaller than the logging interval",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"Found \d+ module\(s\) in eval mode at the start of training",
+    r"The `srun` command is available on your system but is not used",
 )
 _NOISE_INFO = (
     "💡 Tip: For seamless cloud logging",

@@ -38,6 +38,7 @@ from mtlswin.models.registry import get_entry
 from mtlswin.runs import DIGEST_FILE, config_digest, stored_config
 from mtlswin.training.allocation import keep_freed_memory, unfilled_empty_tensors
 from mtlswin.training.checkpoint_io import AtomicCheckpointIO
+from mtlswin.training.cluster_env import cluster_environment
 from mtlswin.training.csv_log import merge_csv_log, take_csv_log
 from mtlswin.training.datamodule import TrainingData
 from mtlswin.training.denormals import flushed_denormals
@@ -155,7 +156,9 @@ def build_trainer(config: Config, run_dir: Path, callbacks: list[pl.Callback]) -
         TensorBoardLogger(save_dir=str(run_dir), name="logs", version="", default_hp_metric=False),
         CSVLogger(save_dir=str(run_dir), name="logs", version=""),
     ]
-    return pl.Trainer(callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], **kwargs)
+    return pl.Trainer(
+        callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO(), cluster_environment()], **kwargs
+    )
 
 
 def _export_best(module: MTLModule, run_dir: Path, best_path: str | None) -> Path:

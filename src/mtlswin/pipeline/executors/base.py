@@ -13,7 +13,7 @@ from typing import Protocol
 
 from mtlswin.pipeline.schedule import Schedule
 
-__all__ = ["Executor", "RunResult"]
+__all__ = ["Executor", "RunFailed", "RunResult"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,11 @@ class RunResult:
 
     seconds: float
     evaluated: bool = False
+
+
+class RunFailed(RuntimeError):
+    """A run failed where its own log tells why (a Slurm job): the message names the run, where it ran, its log and
+    the end of its stderr. ``reproduce`` writes it into the report's "Failed runs" before it stops."""
 
 
 class Executor(Protocol):
