@@ -100,6 +100,8 @@ def slurm_cluster():
     was_running = _cluster("status", timeout=30).returncode == 0
     started = _cluster("start")
     if started.returncode != 0:
+        if not was_running:
+            _cluster("stop", timeout=120)  # the daemons that did start
         pytest.fail(
             f"tests/slurm/cluster.sh start failed (exit {started.returncode}):\n{started.stdout}{started.stderr}"
         )
