@@ -171,7 +171,7 @@ def test_until_decided_end_to_end_at_micro_scale(tmp_path, tiny_data, capsys):
     assert "## Seeds added until decided" in report and "## What deciding would take" in report
     assert 'This run answers **"this data set"**' in report  # one manifest: a shared draw
     assert (out / "audit" / "audit.csv").is_file()  # the last call audits
-    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(
+    assert sorted(p.name for p in (out / "runs").iterdir() if p.is_dir()) == sorted(  # beside them: their locks
         f"{row}-seed{k}" for row in ("swin", "mtl_cls_seg") for k in range(4)
     )
     # a rerun finds every look recorded and every stage done
