@@ -29,8 +29,14 @@ from multiprocessing import get_context
 import torch
 
 from mtlswin.pipeline.executors.base import RunResult
-from mtlswin.pipeline.executors.work import available_cores, run_lock, set_threads, train_and_evaluate, train_config
-from mtlswin.pipeline.run_state import run_evaluated
+from mtlswin.pipeline.executors.work import (
+    available_cores,
+    check_finished,
+    run_lock,
+    set_threads,
+    train_and_evaluate,
+    train_config,
+)
 from mtlswin.pipeline.schedule import Schedule, TrainRun
 from mtlswin.pipeline.stages import Progress
 
@@ -193,13 +199,7 @@ class LocalExecutor:
     def _side_by_side(self, runs: Sequence[TrainRun]) -> dict[str, RunResult]:
         start = time.perf_counter()
         seconds = run_tasks(runs, self.slots, log=lambda m: self.log(f"{m}{self.tag}"), quiet_overrides=QUIET)
-        for run in runs:
-            if not run.done():
-                raise RuntimeError(f"training {run.name} finished but wrote no model.safetensors")
-            if run.evaluate and not run_evaluated(run.folder, run.evaluate):
-                raise RuntimeError(
-                    f"evaluating {run.name} finished but its metrics.json lacks a split of {run.evaluate}"
-                )
+        check_finished(runs)
         what = "train and evaluate" if any(r.evaluate for r in runs) else "train"
         at_once = f"{self.slots.total} at a time"
         self.progress.timings[f"{what} {len(runs)} runs, {at_once}{self.tag}"] = time.perf_counter() - start

@@ -38,8 +38,7 @@ import submitit
 
 from mtlswin.pipeline.executors.base import RunFailed, RunResult
 from mtlswin.pipeline.executors.local import QUIET, RunClock, plan_slots, run_tasks
-from mtlswin.pipeline.executors.work import available_cores, set_threads, train_and_evaluate
-from mtlswin.pipeline.run_state import run_evaluated
+from mtlswin.pipeline.executors.work import available_cores, check_finished, set_threads, train_and_evaluate
 from mtlswin.pipeline.schedule import Schedule, TrainRun
 from mtlswin.pipeline.stages import Progress
 
@@ -227,13 +226,7 @@ class SlurmExecutor:
         start = time.perf_counter()
         jobs = self.submit(group_runs(runs, self.per_job))
         seconds = self._wait(jobs, len(runs))
-        for run in runs:
-            if not run.done():
-                raise RuntimeError(f"training {run.name} finished but wrote no model.safetensors")
-            if run.evaluate and not run_evaluated(run.folder, run.evaluate):
-                raise RuntimeError(
-                    f"evaluating {run.name} finished but its metrics.json lacks a split of {run.evaluate}"
-                )
+        check_finished(runs)
         what = "train and evaluate" if any(r.evaluate for r in runs) else "train"
         self.progress.timings[f"{what} {len(runs)} runs in {len(jobs)} Slurm jobs{self.tag}"] = (
             time.perf_counter() - start

@@ -22,7 +22,7 @@ from mtlswin.pipeline.run_state import run_evaluated
 from mtlswin.pipeline.schedule import TrainRun
 from mtlswin.training.train import train
 
-__all__ = ["available_cores", "run_lock", "set_threads", "train_and_evaluate", "train_config"]
+__all__ = ["available_cores", "check_finished", "run_lock", "set_threads", "train_and_evaluate", "train_config"]
 
 
 def available_cores() -> int:
@@ -70,3 +70,13 @@ def train_and_evaluate(run: TrainRun, extra_overrides: Sequence[str] = ()) -> tu
         except Exception as err:
             raise RuntimeError(f"trained, but evaluating it failed: {err}") from err
         return trained, time.perf_counter() - start
+
+
+def check_finished(runs: Sequence[TrainRun]) -> None:
+    """After an executor reports ``runs`` done: each has its model, and its metrics where it names splits; a
+    ``RuntimeError`` naming the first that has not."""
+    for run in runs:
+        if not run.done():
+            raise RuntimeError(f"training {run.name} finished but wrote no model.safetensors")
+        if run.evaluate and not run_evaluated(run.folder, run.evaluate):
+            raise RuntimeError(f"evaluating {run.name} finished but its metrics.json lacks a split of {run.evaluate}")
