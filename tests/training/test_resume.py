@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from training_helpers import run_cli, tiny_config
+from training_helpers import kill_at_step, last_weights, run_cli, tiny_config
 
-STALL = Path(__file__).with_name("stall_train.py")
 KILL_STEP = 8  # 5 batches per epoch (40 train slices / 8): step 8 is the 4th batch of epoch 1
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
 def _last_val(run: Path) -> pd.Series:
@@ -33,17 +25,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, tiny_data):
     marker = tmp_path / "stalled"
     full = subprocess.Popen([sys.executable, "-m", "mtlswin", "train", str(full_cfg)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    killed = subprocess.Popen([sys.executable, str(STALL), str(KILL_STEP), str(marker), str(killed_cfg)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 240
-    while not marker.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), f"the run never reached step {KILL_STEP}: {killed.communicate()[1][-3000:]}"
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.communicate()
-    assert killed.returncode == -signal.SIGKILL
-    epoch, batch_idx = map(int, marker.read_text().split())
-    assert (epoch, batch_idx) == (1, 3)  # really in the middle of an epoch
+    assert kill_at_step(killed_cfg, KILL_STEP, marker) == (1, 3)  # really in the middle of an epoch
     run = tmp_path / "runs" / "killed"
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == KILL_STEP
@@ -51,7 +33,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, tiny_data):
     run_cli("train", str(killed_cfg), "--resume")
     assert full.wait(timeout=300) == 0, full.stderr.read()[-3000:]
 
-    a, b = _weights(tmp_path / "runs" / "full"), _weights(run)
+    a, b = last_weights(tmp_path / "runs" / "full"), last_weights(run)
     max_diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     print(f"resume: max abs weight difference = {max_diff}")
     assert a.keys() == b.keys() and max_diff == 0.0

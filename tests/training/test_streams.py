@@ -8,17 +8,12 @@ after a SIGKILL ends where the uninterrupted one does.
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
-from training_helpers import run_cli, tiny_config
+from training_helpers import kill_at_step, last_weights, run_cli, tiny_config
 
 from micro_runs import MICRO_RUN, set_args
 from mtlswin.cli import main
@@ -29,7 +24,6 @@ from mtlswin.runs import config_digest
 from mtlswin.training.streams import SOURCES, build_with_streams, config_streams, run_streams, stream_seed
 from mtlswin.training.train import build_datamodule, build_model, train
 
-STALL = Path(__file__).with_name("stall_train.py")
 # Computed with the code of the parent commit (9f6f0f1, before train.rng) on tiny_config(..., "mtl") at seed 0:
 # the initial weights (seed_everything(0) + build_model) and the weights in last.ckpt after its 2 epochs, trained
 # on ONE torch thread (the sums of a matmul split over 2 threads round differently: f611ec4a... there; the test
@@ -158,27 +152,15 @@ def test_the_heads_stream_leaves_the_encoder_alone(tmp_path, tiny_data):
     assert torch.equal(before, torch.get_rng_state())  # the global generator is left as it was
 
 
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-
-
 def test_paired_run_killed_mid_epoch_and_resumed_ends_as_the_uninterrupted_one(tmp_path, tiny_data):
     model = {"drop_path_rate": 0.1}  # stochastic depth on: the train stream must redraw the same masks
     full_cfg = tiny_config(tmp_path, tiny_data, "full", model=model, train={"rng": "paired"})
     killed_cfg = tiny_config(tmp_path, tiny_data, "killed", model=model, train={"rng": "paired"})
     marker, kill_step = tmp_path / "stalled", 8  # the 4th batch of epoch 1 (5 batches per epoch)
-    killed = subprocess.Popen([sys.executable, str(STALL), str(kill_step), str(marker), str(killed_cfg)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 240
-    while not marker.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), f"the run never reached step {kill_step}: {killed.communicate()[1][-3000:]}"
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.communicate()
-    assert tuple(map(int, marker.read_text().split())) == (1, 3)  # really in the middle of an epoch
+    assert kill_at_step(killed_cfg, kill_step, marker) == (1, 3)  # really in the middle of an epoch
     run_cli("train", str(killed_cfg), "--resume")
     run_cli("train", str(full_cfg))
-    a, b = _weights(tmp_path / "runs" / "full"), _weights(tmp_path / "runs" / "killed")
+    a, b = last_weights(tmp_path / "runs" / "full"), last_weights(tmp_path / "runs" / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

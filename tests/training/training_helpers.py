@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from mtlswin.models import test_overrides
@@ -43,3 +46,27 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     )
     assert proc.returncode == 0, f"mtlswin {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
+
+
+STALL = Path(__file__).with_name("stall_train.py")
+
+
+def last_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The model weights in ``run``'s ``checkpoints/last.ckpt``."""
+    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def kill_at_step(config: Path, step: int, marker: Path) -> tuple[int, int]:
+    """Train ``config`` in a subprocess (stall_train.py) until it stalls at global step ``step``, then SIGKILL it;
+    the ``(epoch, batch index)`` it was at."""
+    killed = subprocess.Popen([sys.executable, str(STALL), str(step), str(marker), str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 240
+    while not marker.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), f"the run never reached step {step}: {killed.communicate()[1][-3000:]}"
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    epoch, batch_idx = map(int, marker.read_text().split())
+    return epoch, batch_idx
