@@ -23,7 +23,6 @@ naming its runs, its job id, its log and the last lines of its stderr.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -303,8 +302,3 @@ class SlurmExecutor:
             if waiting:
                 time.sleep(self.poll_s)
         return seconds
-
-
-def in_slurm_job() -> bool:
-    """This process runs inside a Slurm job (``SLURM_JOB_ID`` set)."""
-    return "SLURM_JOB_ID" in os.environ
