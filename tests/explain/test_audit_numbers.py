@@ -84,7 +84,9 @@ def test_summarise_groups_by_model_and_label_cue() -> None:
     table = summary_markdown(summary.reset_index(), "test_a")
     # 4x4 map: the median mask (a quarter of the image) covers 4 cells
     assert all_a["median_mask_cells"] == pytest.approx(4.0)
-    assert "| a | all | 4 | 4x4 | 4.0 | 1 | 0.667 [" in table and "| 0.667 [" in table
+    # columns: model, method, sanity (none given here), group, n, map, cells, empty maps, mask x chance, ...
+    assert all_a["mask_x_chance"] == pytest.approx((3.0 + 1.0 + 4.0) / 3)
+    assert "| a |  |  | all | 4 | 4x4 | 4.0 | 1 | 2.667 [" in table and "| 0.667 [" in table
 
 
 def test_group_names() -> None:

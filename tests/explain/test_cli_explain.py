@@ -12,9 +12,10 @@ import yaml
 from PIL import Image
 
 from mtlswin.cli import main
+from mtlswin.explain.attribution import attribute
 from mtlswin.explain.collect import GRID_KINDS, slice_kind
+from mtlswin.explain.defaults import default_method, default_stage
 from mtlswin.explain.files import load_input
-from mtlswin.explain.gradcam import compute_cam
 from mtlswin.models import create_model, load_model, save_model, test_overrides
 
 RUN_MODELS = ("swin", "joint_swin")  # the NHWC path and the two-encoder path
@@ -54,7 +55,8 @@ def test_gradcam_command_writes_maps_and_overlays(runs, tiny_data, tmp_path) -> 
     for image in images:
         stem = Path(image).stem
         cam = np.load(out / f"{stem}_cam.npy")
-        expected = compute_cam(model, load_input(image, 32))[0]
+        # the family's default method at its default layer (the finest Swin stage)
+        expected = attribute(model, load_input(image, 32), default_method(model), stage=default_stage(model))[0]
         np.testing.assert_allclose(cam, expected, atol=1e-6)
         assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1 + 1e-6
         with Image.open(out / f"{stem}_overlay.png") as png:
@@ -93,7 +95,8 @@ def test_audit_command_tables_and_grid(runs, tiny_data, tmp_path) -> None:
         assert overall["mask_area"] == pytest.approx(per_model["mask_area"].mean())
         groups = summary[(summary["model"] == model) & (summary["group"] != "all")]
         assert groups["n"].sum() == len(masked)  # (label, cue) groups partition the masked slices
-    assert "| swin | all |" in (out / "audit.md").read_text()
+    text = (out / "audit.md").read_text()
+    assert f"| swin | {default_method('swin')} | " in text and ("| passes (rho " in text or "| **fails** (rho " in text)
     kinds = [slice_kind(r.hypodensity, r.irregular_margin + r.blend_sign + r.fluid_level) for r in rows.itertuples()]
     n_rows = sum(min(2, kinds.count(kind)) for kind in GRID_KINDS)  # --per-kind 2 slices of each kind
     with Image.open(out / "gradcam_grid.png") as grid:
@@ -101,7 +104,7 @@ def test_audit_command_tables_and_grid(runs, tiny_data, tmp_path) -> None:
 
 
 def test_cli_method_choices_match_the_library() -> None:
-    from mtlswin.cli.explain import CAM_METHODS as CLI_METHODS
-    from mtlswin.explain.gradcam import CAM_METHODS
+    from mtlswin.cli.explain import METHODS as CLI_METHODS
+    from mtlswin.explain.attribution import ALL_METHODS
 
-    assert tuple(CAM_METHODS) == CLI_METHODS
+    assert tuple(ALL_METHODS) == CLI_METHODS

@@ -69,3 +69,23 @@ def test_sd_upper_is_the_chi_square_bound():
     rng = np.random.default_rng(0)
     samples = rng.normal(0, 1.0, (20000, 3)).std(axis=1, ddof=1)
     assert np.mean([sd_upper(s, 3) >= 1.0 for s in samples]) == pytest.approx(0.80, abs=0.01)
+
+
+def test_a_large_effect_gets_its_seeds_where_statsmodels_root_finder_fails() -> None:
+    """Joint-Swin's cue energy on the demo (estimate -.342, sd .0555, patient sd .0264): statsmodels' solver starts
+    at 10 seeds and returns NaN; the bisection on the power gives the smallest seeds reaching 80%."""
+    import warnings
+
+    n = seeds_needed(-0.342, 0.0555, 0.0264**2)
+    assert n == 3
+    assert t_power(-0.342, 0.0555, 3, 0.0264**2) >= 0.8
+    # two seeds, by hand with scipy's noncentral t (statsmodels gives NaN there): far short of 80%
+    from scipy.stats import nct
+    from scipy.stats import t as student_t
+
+    nc = 0.342 / (0.0555**2 + 0.0264**2) ** 0.5 * 2**0.5
+    crit = student_t.isf(0.025, 1)
+    assert nct.sf(crit, 1, nc) < 0.5  # .463; the lower tail is negligible (and NaN in scipy this far out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning leaks to the user
+        assert seeds_needed(-0.342, 0.0555, 0.0264**2) == 3

@@ -17,29 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from torch.utils.data import DataLoader
 
-from mtlswin.data.cache import build_cache
-from mtlswin.data.dataset import BatchedSlices, SliceDataset, collate_slices
+from mtlswin.data.twins import twin_loader
 from mtlswin.stats import bootstrap_ci
 
-__all__ = ["cue_metrics", "twin_loader"]
-
-
-def twin_loader(dm: Any, split: str) -> DataLoader | None:
-    """A loader over the twins of ``split``'s slices (same row index as the slices), or None without twins."""
-    dm.setup()
-    rows = dm.manifest.twin_rows(dm.indices(split))
-    if not rows:
-        return None
-    twins = dm.manifest.twins()
-    cache = None
-    if dm.cache_dir is not None:
-        cache = build_cache(twins, dm.cache_dir, dm.img_size, dm.cache_dtype, dm.window, dm.num_workers)
-    dataset = SliceDataset(twins, rows, img_size=dm.img_size, augment="none", window=dm.window, cache=cache)
-    return DataLoader(
-        BatchedSlices(dataset), batch_size=dm.eval_batch_size, shuffle=False, num_workers=0, collate_fn=collate_slices
-    )
+__all__ = ["cue_metrics", "twin_loader"]  # twin_loader: re-exported from mtlswin.data.twins
 
 
 def cue_metrics(table: pd.DataFrame, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mtlswin.evaluation.counterfactual import cue_metrics, twin_loader
+from mtlswin.data.twins import twin_loader
+from mtlswin.evaluation.counterfactual import cue_metrics
 from mtlswin.evaluation.metrics import (
     IoUAccumulator,
     binary_f1,

@@ -268,7 +268,7 @@ def _find_audit(results: list[RunResult], audit: str | Path | None) -> Path | No
 
 
 def _audit_section(audit: Path, out: Path) -> str:
-    lines = ["", "## Grad-CAM audit", ""]
+    lines = ["", "## Attribution audit (where each model's evidence lies)", ""]
     if (audit / "audit.md").is_file():
         lines.append((audit / "audit.md").read_text().strip())
     for name in ("audit.csv", "gradcam_grid.png"):
@@ -276,7 +276,7 @@ def _audit_section(audit: Path, out: Path) -> str:
             with atomic_path(out / name) as tmp:
                 shutil.copy2(audit / name, tmp)
     if (audit / "gradcam_grid.png").is_file():
-        lines += ["", "![Grad-CAM grid](gradcam_grid.png)"]
+        lines += ["", "![Attribution grid](gradcam_grid.png)"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Grad-CAM of image files: ``<name>_cam.npy`` and ``<name>_overlay.png`` per input (``mtlswin gradcam``).
+"""Attribution maps (Grad-CAM and the other methods of :mod:`mtlswin.explain.attribution`) of image files: ``<name>_cam.npy`` and ``<name>_overlay.png`` per input (``mtlswin gradcam``).
 
 Inputs (files, folders) are found by :func:`mtlswin.data.inputs.find_images`; ``<name>`` is the input's unique
 output name (its path relative to the input folder). Unreadable inputs are skipped (one line each,
@@ -21,8 +21,11 @@ import torch.nn.functional as F
 
 from mtlswin.data.inputs import SkipLog, find_images
 from mtlswin.data.readers import load_mask, load_slice
+from mtlswin.explain.attribution import attribute
+from mtlswin.explain.defaults import default_method, default_stage
 from mtlswin.explain.figures import save_overlay
-from mtlswin.explain.gradcam import LogitsOnly, compute_cam
+from mtlswin.explain.gradcam import CAM_METHODS, LogitsOnly, compute_cam
+from mtlswin.explain.targets import cam_spec
 from mtlswin.io import atomic_path, created_dir
 from mtlswin.runs import Run
 
@@ -51,23 +54,31 @@ def gradcam_files(
     inputs: list[str | Path],
     out: str | Path,
     masks: list[str | Path] | None = None,
-    method: str = "gradcam",
+    method: str | None = None,
     target_class: int = 1,
     aug_smooth: bool = False,
     eigen_smooth: bool = False,
     window: Any = None,
     log: Callable[[str], None] | None = None,
+    stage: int | None = None,
 ) -> list[Path]:
     """Explain each file of ``inputs`` with the model of ``run_path``; returns the files written.
 
     ``masks``: one mask file per input (outlined on the overlay). ``window``: HU window
-    (center, width) or "file"; default the run's ``data.window``, else (40, 80).
+    (center, width) or "file"; default the run's ``data.window``, else (40, 80). ``method``: an attribution
+    method of :mod:`mtlswin.explain.attribution`, default the model family's (:mod:`mtlswin.explain.defaults`);
+    ``stage``: the Swin stage CAM methods map (default the family's: the finest); ``aug_smooth``/``eigen_smooth``
+    apply to CAM methods only.
     The map is at the model's input size (the image is resized to it). ``log``: where the lines about skipped
     inputs and all-zero maps go (default stderr).
     """
     if masks and len(masks) != len(inputs):
         raise ValueError(f"got {len(masks)} masks for {len(inputs)} inputs; give one --mask per input or none")
     run = Run.open(run_path)
+    method = method or default_method(run.model)
+    spec = cam_spec(run.model, default_stage(run.model) if stage is None else stage)
+    if (aug_smooth or eigen_smooth) and method not in CAM_METHODS:
+        raise ValueError(f"--aug-smooth / --eigen-smooth are options of CAM methods; {method!r} maps the input")
     size, window = run.img_size, window or run.window
     skipped = SkipLog(report=log) if log is not None else SkipLog()
     report = log or (lambda line: print(line, file=sys.stderr))
@@ -84,11 +95,14 @@ def gradcam_files(
             except Exception as err:  # any reader error: pydicom, PIL, numpy, nibabel
                 skipped.skip(item.path, f"{type(err).__name__}: {err}")
                 continue
-            cam = compute_cam(run.model, image, method, target_class, aug_smooth, eigen_smooth)[0]
+            if method in CAM_METHODS:
+                cam = compute_cam(run.model, image, method, target_class, aug_smooth, eigen_smooth, spec=spec)[0]
+            else:
+                cam = attribute(run.model, image, method, target_class)[0]
             with torch.no_grad():
                 prob = torch.softmax(LogitsOnly(run.model).eval()(image), dim=-1)[0, target_class].item()
             if not (np.isfinite(prob) and np.isfinite(cam).all()):
-                skipped.skip(item.path, "the model's output or Grad-CAM map is not finite (NaN or Inf): no map")
+                skipped.skip(item.path, "the model's output or its map is not finite (NaN or Inf): no map")
                 continue
             if not np.any(cam > 0):
                 zero.append(item.name)
@@ -106,7 +120,7 @@ def gradcam_files(
             )  # fmt: skip
     if zero:
         report(
-            f"{len(zero)} of {len(written) // 2} Grad-CAM maps are all zero (no positive evidence for class "
+            f"{len(zero)} of {len(written) // 2} maps are all zero (no positive evidence for class "
             f"{target_class}; the overlay shows no heat): {', '.join(zero[:5])}{' ...' if len(zero) > 5 else ''}"
         )
     return written

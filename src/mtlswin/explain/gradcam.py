@@ -1,4 +1,4 @@
-"""Grad-CAM (and Grad-CAM++ / Eigen-Grad-CAM) maps for every mtlswin classifier, via pytorch-grad-cam.
+"""Grad-CAM and its kin (HiResCAM, Grad-CAM++, LayerCAM, Eigen-CAM, Eigen-Grad-CAM) for every mtlswin classifier.
 
 Grad-CAM (Selvaraju et al. 2017): for a target layer with activations ``A (B, C, h, w)`` and the
 target logit ``y`` (positive class, index 1, by default)
@@ -8,13 +8,14 @@ target logit ``y`` (positive class, index 1, by default)
 upsampled bilinearly to the input size and min-max scaled to [0, 1] per image. Where a model has
 several target layers (Joint-SwinTransformer: trainable and frozen encoder), each layer gets its own
 map and the maps are averaged, then rescaled, as pytorch-grad-cam does for multi-layer targets.
+The other methods differ only in the map of one layer (docs/explanations.md); all come from pytorch-grad-cam.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_grad_cam import EigenGradCAM, GradCAM, GradCAMPlusPlus
+from pytorch_grad_cam import EigenCAM, EigenGradCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
@@ -23,7 +24,14 @@ from mtlswin.explain.targets import CamSpec, cam_spec
 
 __all__ = ["CAM_METHODS", "LogitsOnly", "compute_cam"]
 
-CAM_METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigengradcam": EigenGradCAM}
+CAM_METHODS = {
+    "gradcam": GradCAM,
+    "hirescam": HiResCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "layercam": LayerCAM,
+    "eigencam": EigenCAM,
+    "eigengradcam": EigenGradCAM,
+}
 
 
 class LogitsOnly(nn.Module):
@@ -84,7 +92,7 @@ def compute_cam(
 ) -> np.ndarray:
     """Class-activation maps of ``model`` for ``images (B, 1, H, W)`` -> ``np.ndarray (B, H, W)`` in [0, 1].
 
-    ``method``: "gradcam" | "gradcam++" | "eigengradcam". ``target_class``: the logit explained
+    ``method``: a key of :data:`CAM_METHODS`. ``target_class``: the logit explained
     (1 = positive class). ``aug_smooth``/``eigen_smooth``: pytorch-grad-cam's test-time-augmentation
     and first-principal-component smoothing. ``spec``: target layers (default :func:`cam_spec`).
     The model is put in eval mode while mapping; its previous mode is restored and the parameter

@@ -13,8 +13,9 @@ Statistics (``STATISTICS``): ``auc_a`` / ``auc_b`` / ``auc_trap`` (AUC on test A
 whose cue is anti-correlated with the label), ``drop`` (AUC A - AUC B, the
 cost of the covariate shift), ``worst_group_b`` (the lowest accuracy over the (label, cue) groups of test
 B at the run's threshold), ``cue_b`` (cue sensitivity on test B: mean |p(slice) - p(its cue-flipped
-twin)|, :mod:`mtlswin.evaluation.counterfactual`), ``energy_a`` (share of Grad-CAM energy inside the
-hematoma mask on test A's masked slices, from the audit).
+twin)|, :mod:`mtlswin.evaluation.counterfactual`), ``energy_a`` (the share of the attribution map's energy
+inside the hematoma mask as a multiple of the mask's area, 1 = chance, on test A's masked slices, from the
+audit) and ``cue_energy_a`` (the same for the cue region: the pixels where a slice and its cue-flipped twin differ).
 
 A claim *held* when its 95% interval lies wholly on the side the paper states, *did not hold* when it
 lies wholly on the other side, and is *inconclusive* when it contains zero: never from the point
@@ -86,6 +87,7 @@ CLAIM_COLUMNS = (
     "paper_detectable",
     "not_learned",
     "n_not_learned",
+    "maps_fail_sanity",
 )
 
 
@@ -126,8 +128,14 @@ CLAIMS: tuple[Claim, ...] = (
         "MTL-Swin-Unet (cls+seg) is less sensitive to the spurious cue than Swin", "cue_b", "mtl_cls_seg", "swin", -1
     ),
     Claim("Joint-SwinTransformer is less sensitive to the spurious cue than Swin", "cue_b", "joint_swin", "swin", -1),
-    Claim("MTL-Swin-Unet (cls+seg)'s Grad-CAM lies more on the hematoma than Swin's", "energy_a", "mtl_cls_seg"),
-    Claim("Joint-SwinTransformer's Grad-CAM lies more on the hematoma than Swin's", "energy_a", "joint_swin"),
+    Claim("MTL-Swin-Unet (cls+seg)'s evidence lies more on the hematoma than Swin's", "energy_a", "mtl_cls_seg"),
+    Claim("Joint-SwinTransformer's evidence lies more on the hematoma than Swin's", "energy_a", "joint_swin"),
+    Claim(
+        "MTL-Swin-Unet (cls+seg)'s evidence lies less on the cue than Swin's", "cue_energy_a", "mtl_cls_seg", "swin", -1
+    ),
+    Claim(
+        "Joint-SwinTransformer's evidence lies less on the cue than Swin's", "cue_energy_a", "joint_swin", "swin", -1
+    ),
 )
 # The alternatives' comparisons: each method against Swin, and MTL-Swin-Unet against each method,
 # on what a reviewer asks: AUC on the shifted and on the trap test set, worst-group accuracy, cue sensitivity.
@@ -147,11 +155,12 @@ def method_claims(methods: tuple[str, ...], reference: str = "swin", mtl: str = 
     return tuple(out)
 
 
-STATISTICS = ("auc_a", "auc_b", "auc_trap", "drop", "worst_group_b", "cue_b", "energy_a")
+STATISTICS = ("auc_a", "auc_b", "auc_trap", "drop", "worst_group_b", "cue_b", "energy_a", "cue_energy_a")
+ENERGY_OF = {"energy_a": "mask_x_chance", "cue_energy_a": "cue_x_chance"}  # statistic -> the audit's slice column
 AUC_OF = {"auc_a": "test_a", "auc_b": "test_b", "auc_trap": "test_trap"}
 # the test sets (or "energy": the audit's slices of test A) whose patients a statistic's bootstrap resamples
 SETS_OF = {**{k: (v,) for k, v in AUC_OF.items()}, "drop": ("test_a", "test_b"), "worst_group_b": ("test_b",),
-           "cue_b": ("test_b",), "energy_a": ("energy",)}  # fmt: skip
+           "cue_b": ("test_b",), "energy_a": ("energy",), "cue_energy_a": ("energy",)}  # fmt: skip
 TEST_SETS = ("test_a", "test_b", "test_trap")  # test_trap: where the phantom has trap hospitals
 
 
@@ -161,14 +170,15 @@ class SeedEvidence:
 
     ``base[split]``: one row per slice (``index, patient_id, label, cue``), sorted by index;
     ``prob[row][split]``, ``twin[row][split]``: ``(slices,)`` probabilities of the slice / its twin;
-    ``energy[row]``: ``(masked slices,)`` Grad-CAM energy in mask on ``base_energy`` (test A).
+    ``energy[statistic][row]``: ``(masked slices,)`` the audit's energy in the mask (``energy_a``) or the cue
+    region (``cue_energy_a``), x chance, on ``base_energy`` (test A).
     """
 
     base: dict[str, pd.DataFrame]
     prob: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     twin: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     threshold: dict[str, float] = field(default_factory=dict)
-    energy: dict[str, np.ndarray] = field(default_factory=dict)
+    energy: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     base_energy: pd.DataFrame | None = None
     source: str = ""  # where the test slices come from (the runs' manifest): seeds of one source are paired
     _columns: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, init=False, repr=False)
@@ -195,6 +205,7 @@ class Evidence:
 
     seeds: dict[int, SeedEvidence] = field(default_factory=dict)
     not_learned: dict[str, str] = field(default_factory=dict)
+    maps_fail_sanity: set[str] = field(default_factory=set)  # runs whose audit map failed its sanity check
 
 
 def row_of(run: Path) -> str:
@@ -220,6 +231,8 @@ def load_evidence(runs: list[Path], audit_slices: Path | None = None) -> Evidenc
     grouped by training seed; each seed's slices come from its own runs (its own phantom draw, if any)."""
     evidence = Evidence()
     scores = pd.read_csv(audit_slices) if audit_slices is not None and Path(audit_slices).is_file() else None
+    if scores is not None:
+        evidence.maps_fail_sanity = _failing_maps(Path(audit_slices).with_name("audit.csv"))
     for run in map(Path, runs):
         if not (run / "predictions" / "test_b.csv").is_file():
             continue
@@ -249,13 +262,29 @@ def load_evidence(runs: list[Path], audit_slices: Path | None = None) -> Evidenc
     return evidence
 
 
+def _failing_maps(summary: Path) -> set[str]:
+    """The audited runs whose method failed the sanity check (the audit's ``sanity_pass``); none for an audit
+    made before the check existed."""
+    if not summary.is_file():
+        return set()
+    table = pd.read_csv(summary)
+    if "sanity_pass" not in table:
+        return set()
+    failed = table[(table["group"] == "all") & (table["sanity_pass"].astype(str).str.lower() == "false")]
+    return set(failed["model"].astype(str))
+
+
 def _add_energy(ev: SeedEvidence, row: str, scores: pd.DataFrame) -> None:
     if not len(scores):
         return
     if ev.base_energy is None:
         first = scores.drop_duplicates("index").sort_values("index")
         ev.base_energy = first[["index", "patient_id"]].reset_index(drop=True)
-    ev.energy[row] = _aligned(scores.drop_duplicates("index"), "energy_in_mask", ev.base_energy["index"].to_numpy())
+    scores = scores.drop_duplicates("index")
+    if "mask_x_chance" not in scores:  # an audit made before the ratios were written
+        scores = scores.assign(mask_x_chance=scores["energy_in_mask"] / scores["mask_area"])
+    for statistic, column in ENERGY_OF.items():
+        ev.energy.setdefault(statistic, {})[row] = _aligned(scores, column, ev.base_energy["index"].to_numpy())
 
 
 def _mean(values: np.ndarray) -> float:
@@ -275,8 +304,9 @@ def _statistic(ev: SeedEvidence, row: str, name: str, idx: dict[str, np.ndarray]
         return _auc(ev, row, AUC_OF[name], idx)
     if name == "drop":
         return _auc(ev, row, "test_a", idx) - _auc(ev, row, "test_b", idx)
-    if name == "energy_a":
-        return _mean(ev.energy[row][idx["energy"]]) if row in ev.energy and "energy" in idx else float("nan")
+    if name in ENERGY_OF:
+        values = ev.energy.get(name, {}).get(row)
+        return _mean(values[idx["energy"]]) if values is not None and "energy" in idx else float("nan")
     ib = idx["test_b"]
     pb = ev.prob[row]["test_b"][ib]
     if name == "worst_group_b":
@@ -396,19 +426,22 @@ def evaluate_claims(
         interval = seed_interval(per_seed, patient_means, level, patient_df)
         p_low, p_high = percentile_interval(patient_means, level)
         flagged = [f"{r}-seed{k}" for k in seeds for r in rows if f"{r}-seed{k}" in ev.not_learned]
+        # a map that fails its sanity check is not evidence: a claim about where the evidence lies rests on none
+        no_map = [f"{r}-seed{k}" for k in seeds for r in rows if f"{r}-seed{k}" in ev.maps_fail_sanity] \
+            if claim.statistic in ENERGY_OF else []  # fmt: skip
         paper = _paper_difference(claim)
         out.append({
             "claim": claim.text, "statistic": claim.statistic, "row": claim.row, "reference": claim.reference or "",
             "expected": "> 0" if claim.sign > 0 else "< 0", "estimate": interval.estimate, "low": interval.low,
             "high": interval.high, "half_width": interval.half_width, "se": interval.se, "seeds": interval.seeds,
-            "verdict": verdict(interval.low, interval.high, claim.sign, interval.seeds),
+            "verdict": "inconclusive (map fails its sanity check)" if no_map else verdict(interval.low, interval.high, claim.sign, interval.seeds),
             "df": interval.df, "t": interval.t, "p": interval.p, "patient_var": interval.patient_var,
             "patient_df": patient_df if patient_df is not None else float("nan"), "test_sets": test_sets,
             "role": claim.role, "sign": claim.sign,
             **{f"seed{k}": float(v) for k, v in zip(seeds, per_seed)},
             "patient_low": p_low, "patient_high": p_high, "mde": interval.mde, "paper": paper,
             "paper_detectable": bool(abs(paper) >= interval.mde) if np.isfinite(paper * interval.mde) else None,
-            "not_learned": ";".join(flagged), "n_not_learned": len(flagged),
+            "not_learned": ";".join(flagged), "n_not_learned": len(flagged), "maps_fail_sanity": ";".join(no_map),
         })  # fmt: skip
     # No claim with its rows in the folder (rows swin_unet,joint_swin, say): a table with its columns and no line,
     # so that every reader of claims.csv (report, plan, sequential) reads "no claim" instead of failing on it.

@@ -83,6 +83,11 @@ def claims_markdown(table: pd.DataFrame, n_resamples: int = 2000) -> str:
                       if run})  # fmt: skip
     lines += ["", f"Runs that did not learn, among the claims' rows: {len(flagged)}"
               + (f" ({', '.join(flagged)})." if flagged else ".")]  # fmt: skip
+    no_map = sorted({run for r in table.to_dict("records") for run in str(r.get("maps_fail_sanity") or "").split(";")
+                     if run and run != "nan"})  # fmt: skip
+    if no_map:
+        lines += ["", f"Runs whose attribution map fails its sanity check (not evidence; the claims on where the "
+                  f"evidence lies are inconclusive for them): {', '.join(no_map)}."]  # fmt: skip
     control = [r for r in table.to_dict("records") if r.get("role") == "control"]
     if control and not all(r["verdict"] == "held" for r in control):
         lines += ["", "**The positive control did not hold**: this experiment did not see the shortcut every claim "

@@ -11,7 +11,7 @@ the last one stopped:
    ``last.ckpt`` but no exported model is resumed), by an executor (:mod:`mtlswin.pipeline.executors`) from
    the schedule of :mod:`mtlswin.pipeline.schedule`; then the derived rows (:mod:`mtlswin.pipeline.rows`);
 4. ``evaluate``: ``metrics.json`` on test_a and test_b of each run;
-5. ``audit``: the Grad-CAM audit of every classifier run on test_a at the finest Swin stage (``OUT/audit``;
+5. ``audit``: the attribution audit of every classifier run on test_a (each family's method, CAM methods at the finest Swin stage) (``OUT/audit``;
    the grid shows the first seed);
 6. ``claims``: the paper's claims as paired differences with intervals over training seeds and test
    patients, per-seed values, runs that did not learn, power, and a verdict each (``OUT/claims.md``,
@@ -89,7 +89,7 @@ def _audit_and_claims(
     preset: Preset, out: Path, exp: Experiment, seeds: tuple[int, ...], progress: Progress, tag: str,
     log: Callable[[str], None], with_audit: bool = True,
 ) -> None:  # fmt: skip
-    """The cue probes (where the preset asks), the Grad-CAM audit of the classifiers, and the claims."""
+    """The cue probes (where the preset asks), the attribution audit of the classifiers, and the claims."""
     classifiers = [r for r in exp.runs if has_logits(r)]  # seed-major: the first seed's runs come first
     if preset.cue_probe:
         for run in classifiers:
@@ -151,7 +151,7 @@ def reproduce(
 ) -> Path:
     """Run the whole experiment of ``preset_name`` into ``out``; returns the path of ``out/report.md``.
 
-    ``with_audit``: False skips the Grad-CAM audit (the interim looks of :mod:`mtlswin.pipeline.sequential`).
+    ``with_audit``: False skips the attribution audit (the interim looks of :mod:`mtlswin.pipeline.sequential`).
 
     ``phantom_seed``: the master seed of the phantom (with one draw per seed, draw k is
     :func:`draw_seed` ``(phantom_seed, k)``); ignored with a ``manifest``.

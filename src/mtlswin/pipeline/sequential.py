@@ -8,7 +8,7 @@ O'Brien-Fleming spending over the information fraction seeds / ``max_seeds``, on
 argues the choice). It stops when every primary claim is decided (*held* or *did not hold*), after the look at
 ``max_seeds`` (the undecided ones are then *inconclusive*), or when the next batch would overrun ``budget_hours``.
 The positive control is tested with the same boundaries at full alpha, outside the family; it does not stop the
-loop. The interim looks skip the Grad-CAM audit; the last call of ``reproduce`` does it and writes the report.
+loop. The interim looks skip the attribution audit; the last call of ``reproduce`` does it and writes the report.
 
 **Resuming.** The design (preset, rows, cap, batch, alpha, data) is written to ``OUT/sequential.json`` at the
 first look and must be the same on a rerun (the boundaries depend on it; only the budget may change). Each look is

@@ -1,7 +1,7 @@
 """Stages of ``reproduce``: each runs only when its output is not there and valid, and prints one line.
 
 :class:`Progress` runs a stage given its check and its action; the checks and actions of the experiment-wide
-stages (the Grad-CAM audit, the claims) are here too.
+stages (the attribution audit, the claims) are here too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlswin.explain.collect import audit_runs
+from mtlswin.explain.defaults import AUDIT_STAGE
 from mtlswin.io import atomic_path, atomic_write_text
 from mtlswin.pipeline.claim_families import adjusted_verdicts
 from mtlswin.pipeline.claims import CLAIMS, Claim, evaluate_claims, load_evidence
@@ -23,7 +24,6 @@ __all__ = ["AUDIT_SPLIT", "AUDIT_STAGE", "CLAIM_RESAMPLES", "Progress", "audit",
            "time_table"]  # fmt: skip
 
 AUDIT_SPLIT = "test_a"
-AUDIT_STAGE = 0  # the finest Swin stage: the bottleneck map is too coarse to outline a hematoma at demo size
 CLAIM_RESAMPLES = 1000
 
 
@@ -75,9 +75,10 @@ def audit_ok(folder: Path, runs: list[Path]) -> bool:
 
 
 def audit(folder: Path, runs: list[Path], grid_runs: int | None = None) -> None:
-    """The Grad-CAM audit of ``runs`` on :data:`AUDIT_SPLIT` into ``folder`` (the grid shows ``grid_runs`` runs)."""
+    """The attribution audit of ``runs`` on :data:`AUDIT_SPLIT` into ``folder`` (the grid shows ``grid_runs`` runs):
+    each run's family's method, CAM methods at the finest Swin stage (:mod:`mtlswin.explain.defaults`)."""
     (folder / "runs.json").unlink(missing_ok=True)  # the audit files are replaced one by one: not done until the end
-    audit_runs(runs, AUDIT_SPLIT, folder, stage=AUDIT_STAGE, grid_runs=grid_runs)
+    audit_runs(runs, AUDIT_SPLIT, folder, grid_runs=grid_runs)
     atomic_write_text(folder / "runs.json", json.dumps(_audited_runs(runs)))
 
 

@@ -20,10 +20,13 @@ is the chi-square one: with three seeds the sd is poorly known (its 80% upper bo
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 from scipy.stats import chi2, norm
 from statsmodels.stats.power import TTestPower
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 __all__ = ["sd_upper", "seeds_needed", "t_power"]
 
@@ -73,16 +76,25 @@ def seeds_needed(
         var = sd**2 + patient_var
         if var == 0:
             return 2.0
-        n = TTestPower().solve_power(effect_size=abs(effect) / math.sqrt(var), nobs=None, alpha=alpha, power=power,
-                                     alternative="two-sided")  # fmt: skip
-        return float(max(2, math.ceil(float(n) - 1e-9)))
-    # Shared test set: the effect size falls as seeds are added, so solve by bisection on the (monotone) power.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # a failed root finder returns NaN: bisect below
+            n = TTestPower().solve_power(effect_size=abs(effect) / math.sqrt(var), nobs=None, alpha=alpha,
+                                         power=power, alternative="two-sided")  # fmt: skip
+        if np.isfinite(n):
+            return float(max(2, math.ceil(float(n) - 1e-9)))
+        # statsmodels' root finder can fail for a large effect whose power at 2 seeds is still short (it starts
+        # at 10 seeds): the power is monotone in the seeds, so bisect on it instead
+    return _bisect_seeds(lambda k: t_power(effect, sd, k, patient_var, shared, alpha) >= power)
+
+
+def _bisect_seeds(enough: Callable[[int], bool]) -> float:
+    """The smallest seeds >= 2 with ``enough(seeds)`` (monotone), ``inf`` beyond :data:`MAX_SEEDS`."""
     low, high = 2, 4
-    while t_power(effect, sd, high, patient_var, True, alpha) < power:
+    while not enough(high):
         low, high = high, high * 2
         if high > MAX_SEEDS:
             return math.inf
     while high - low > 1:
         mid = (low + high) // 2
-        low, high = (low, mid) if t_power(effect, sd, mid, patient_var, True, alpha) >= power else (mid, high)
+        low, high = (low, mid) if enough(mid) else (mid, high)
     return float(high)
