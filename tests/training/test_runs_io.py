@@ -252,6 +252,17 @@ def test_gradcam_counts_all_zero_maps(trained_run, tiny_data, tmp_path, monkeypa
     images, _ = _test_a_masked_images(trained_run)
     files.gradcam_files(trained_run, images, tmp_path / "cams", log=lines.append)
     assert any(line.startswith("2 of 2 maps are all zero") for line in lines), lines
+    assert not any("not evidence" in line for line in lines)  # a Swin's default method is eligible
+
+
+def test_gradcam_says_when_a_familys_maps_are_not_evidence(trained_run, tmp_path, monkeypatch):
+    import mtlswin.explain.files as files
+
+    monkeypatch.setattr(files, "not_evidence", lambda model: "no candidate passes the gate test")
+    lines: list[str] = []
+    images, _ = _test_a_masked_images(trained_run)
+    files.gradcam_files(trained_run, images[:1], tmp_path / "cams", log=lines.append)
+    assert any(line.startswith("these maps are not evidence of where") and "gate test" in line for line in lines)
 
 
 # --- warnings that mean something --------------------------------------------------------------------------------

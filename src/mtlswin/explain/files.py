@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from mtlswin.data.inputs import SkipLog, find_images
 from mtlswin.data.readers import load_mask, load_slice
 from mtlswin.explain.attribution import attribute
-from mtlswin.explain.defaults import default_method, default_stage
+from mtlswin.explain.defaults import default_method, default_stage, not_evidence
 from mtlswin.explain.figures import save_overlay
 from mtlswin.explain.gradcam import CAM_METHODS, LogitsOnly, compute_cam
 from mtlswin.explain.targets import cam_spec
@@ -118,6 +118,9 @@ def gradcam_files(
                 f"none of the {len(skipped)} inputs could be read (see the lines above)"
                 if len(skipped) else f"no image files (DICOM, PNG/JPEG, .npy, NIfTI) in {[str(i) for i in inputs]}"
             )  # fmt: skip
+    reason = not_evidence(run.model) if method == default_method(run.model) else None
+    if reason:
+        report(f"these maps are not evidence of where {run.name} looks: {reason} (docs/explanations.md)")
     if zero:
         report(
             f"{len(zero)} of {len(written) // 2} maps are all zero (no positive evidence for class "
