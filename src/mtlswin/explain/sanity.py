@@ -207,6 +207,20 @@ def map_similarity(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     return {"spearman": spearman, "ssim": ssim.reshape(len(a)).double().numpy()}
 
 
+def _blocks_of(model: nn.Module, images: torch.Tensor, target_class: int) -> list[Block]:
+    """:func:`randomisation_blocks`, refusing a logit that depends on no parameter (nothing to randomise)."""
+    blocks = randomisation_blocks(model, images, target_class)
+    if not blocks:
+        raise ValueError(f"the logit {target_class} of {type(model).__name__} depends on no parameter")
+    return blocks
+
+
+def _verdict(spearman: float, ssim: float) -> dict[str, float | bool]:
+    """The mean similarities to the fully randomised model and whether both stay below the threshold."""
+    return {"spearman_full": spearman, "ssim_full": ssim,
+            "passes": spearman < SANITY_THRESHOLD and ssim < SANITY_THRESHOLD}  # fmt: skip
+
+
 def _similarity_row(
     model: nn.Module, images: torch.Tensor, blocks: Sequence[Block], reference: np.ndarray, kwargs: dict, seed: int
 ) -> dict[str, np.ndarray]:
@@ -230,9 +244,7 @@ def sanity_table(
     """
     kwargs = {"method": method, "target_class": target_class, "stage": stage}
     reference = attribute(model, images, **kwargs)
-    blocks = randomisation_blocks(model, images, target_class)
-    if not blocks:
-        raise ValueError(f"the logit {target_class} of {type(model).__name__} depends on no parameter")
+    blocks = _blocks_of(model, images, target_class)
     rows = []
     for variant in ("cascading", "independent"):
         for k, (block, _) in enumerate(blocks, start=1):
@@ -249,12 +261,7 @@ def sanity_verdict(table: pd.DataFrame) -> dict[str, float | bool]:
     if cascade.empty:
         raise ValueError("the table has no cascading step; build it with sanity_table()")
     last = cascade.loc[cascade["step"].idxmax()]
-    spearman, ssim = float(last["spearman"]), float(last["ssim"])
-    return {
-        "spearman_full": spearman,
-        "ssim_full": ssim,
-        "passes": spearman < SANITY_THRESHOLD and ssim < SANITY_THRESHOLD,
-    }
+    return _verdict(float(last["spearman"]), float(last["ssim"]))
 
 
 def full_randomisation_similarity(
@@ -271,15 +278,6 @@ def full_randomisation_similarity(
     ``n_blocks`` and the per-image ``spearman`` and ``ssim`` arrays.
     """
     kwargs = {"method": method, "target_class": target_class, "stage": stage}
-    blocks = randomisation_blocks(model, images, target_class)
-    if not blocks:
-        raise ValueError(f"the logit {target_class} of {type(model).__name__} depends on no parameter")
+    blocks = _blocks_of(model, images, target_class)
     sim = _similarity_row(model, images, blocks, attribute(model, images, **kwargs), kwargs, seed)
-    spearman, ssim = float(sim["spearman"].mean()), float(sim["ssim"].mean())
-    return {
-        "spearman_full": spearman,
-        "ssim_full": ssim,
-        "passes": spearman < SANITY_THRESHOLD and ssim < SANITY_THRESHOLD,
-        "n_blocks": len(blocks),
-        **sim,
-    }
+    return {**_verdict(float(sim["spearman"].mean()), float(sim["ssim"].mean())), "n_blocks": len(blocks), **sim}
