@@ -13,6 +13,7 @@ from mtlswin.pipeline.executors.choice import EXECUTORS, ExecutorChoice
 from mtlswin.pipeline.executors.slurm import parse_slurm_option
 from mtlswin.pipeline.presets import PRESETS
 from mtlswin.pipeline.reproduce import reproduce
+from mtlswin.pipeline.tune import RULES
 
 
 def _ints(text: str) -> list[int]:
@@ -80,19 +81,35 @@ def register(subparsers) -> None:
     p.add_argument("--batch-seeds", type=int, default=3, help="with --until-decided: seeds per look (default 3)")
     p.add_argument("--budget", type=float, default=None, metavar="HOURS",
                    help="with --until-decided: stop before a batch that would overrun HOURS of wall time")  # fmt: skip
+    p.add_argument(
+        "--tuned",
+        default=None,
+        metavar="TUNE_OUT",
+        help="train each row at the setting `mtlswin tune --out TUNE_OUT` selected by --rule (docs/tuning.md)",
+    )
+    p.add_argument(
+        "--rule",
+        choices=list(RULES),
+        default=None,
+        help="with --tuned: val_auc (a user without cue labels) or worst_group (with them)",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     executor = ExecutorChoice(args.executor, args.runs_per_gpu, dict(args.slurm or []))
+    if (args.tuned is None) != (args.rule is None):
+        raise ValueError("--tuned and --rule go together: --tuned TUNE_OUT --rule val_auc|worst_group")
     if args.until_decided:
+        if args.tuned is not None:
+            raise ValueError("--until-decided does not take --tuned yet; run the tuned preset with fixed seeds")
         report = sequential.run_from_args(args, executor)
         print(f"Done. Open {report}")
         return 0
     report = reproduce(
         args.preset, args.out, manifest=args.manifest, seeds=args.seeds, rows=args.rows,
         overrides=args.overrides or [], slices=args.slices, jobs=args.jobs, phantom_seed=args.phantom_seed,
-        executor=executor,
+        executor=executor, tuned=(args.tuned, args.rule) if args.tuned is not None else None,
     )  # fmt: skip
     print(f"Done. Open {report}")
     return 0

@@ -26,7 +26,7 @@ its own (``OUT/spurious-<s>/``, ``OUT/mask-<f>/``) and writes the axis's report 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from mtlswin.pipeline.run_state import has_logits, run_evaluated, set_aside
 from mtlswin.pipeline.schedule import Schedule, build_schedule
 from mtlswin.pipeline.stages import AUDIT_SPLIT, Progress, audit, audit_ok, claims, claims_ok
 from mtlswin.pipeline.sweep import write_sweep_report
+from mtlswin.pipeline.tune import selected_overrides, tuned_text
 
 __all__ = ["AXIS_REPORTS", "Experiment", "reproduce"]
 
@@ -111,7 +112,7 @@ def _experiment(
     preset: Preset, out: Path, point: Point, data_root: Path, manifest: str | Path | None, seeds: tuple[int, ...],
     rows: Sequence[str] | None, overrides: Sequence[str], slices: int | None, progress: Progress,
     log: Callable[[str], None], jobs: int = 1, phantom_seed: int = 0, with_audit: bool = True,
-    choice: ExecutorChoice | None = None,
+    choice: ExecutorChoice | None = None, row_settings: Mapping[str, Sequence[str]] | None = None,
 ) -> Experiment:  # fmt: skip
     """Data, splits, training, evaluation, audit and claims of one experiment (the sub-experiment ``point``) under
     ``out``, its data under ``data_root``."""
@@ -119,7 +120,7 @@ def _experiment(
     data = seed_data(preset, data_root, manifest, seeds, slices, progress, log, point.spurious, jobs, phantom_seed)
     test_splits = {seed: eval_splits(data[seed]) for seed in seeds}
     schedule = build_schedule(preset, tuple(rows) if rows is not None else preset.rows, seeds, out / "runs", data,
-                              test_splits, [*overrides, *point.overrides])  # fmt: skip
+                              test_splits, [*overrides, *point.overrides], row_settings)  # fmt: skip
     for run in schedule.train:
         set_aside(run.folder, run.digest, log)
     executor = (choice or ExecutorChoice()).build(out, jobs, preset.config_dir == "demo", progress, tag, log)
@@ -148,6 +149,7 @@ def reproduce(
     phantom_seed: int = 0,
     with_audit: bool = True,
     executor: ExecutorChoice | None = None,
+    tuned: tuple[str | Path, str] | None = None,
 ) -> Path:
     """Run the whole experiment of ``preset_name`` into ``out``; returns the path of ``out/report.md``.
 
@@ -161,6 +163,10 @@ def reproduce(
 
     ``executor``: what trains the runs (default: this machine's processes; ``ExecutorChoice("slurm", ...)``: Slurm
     jobs, :mod:`mtlswin.pipeline.executors.slurm`). Its options are checked before anything is written.
+
+    ``tuned``: ``(OUT of mtlswin tune, rule)``: each row takes the setting that rule selected there
+    (:func:`mtlswin.pipeline.tune.selected_overrides`; a row whose trials never learned keeps its own), and the
+    report says which.
 
     ``overrides`` (``key=value``) apply to every row's config after the preset's own paths. A preset with an
     axis (``shortcut-sweep``: the spurious strength; ``mask-budget``: the share of training masks kept) runs one
@@ -178,15 +184,16 @@ def reproduce(
     axis = preset.axis
     if axis is not None and AXIS_KINDS[axis.kind].spurious and manifest is not None:
         raise ValueError(f"preset {preset.name!r} generates one phantom per strength; it takes no --manifest")
+    row_settings = selected_overrides(*tuned) if tuned is not None else {}
     experiments: dict[float | None, Experiment] = {}
     for point in preset.points():
         sub = out / point.folder
         sub.mkdir(parents=True, exist_ok=True)
         exp = _experiment(preset, sub, point, out if point.shared_data else sub, manifest, seeds, rows, overrides,
-                          slices, progress, log, jobs, phantom_seed, with_audit, executor)  # fmt: skip
+                          slices, progress, log, jobs, phantom_seed, with_audit, executor, row_settings)  # fmt: skip
         # without an axis, this experiment's report is the report, with the time per stage of the whole call
         timings, skipped = (progress.timings, progress.skipped) if axis is None else ({}, ())
-        protocol = protocol_text(preset, exp.data, "hypodensity")
+        protocol = protocol_text(preset, exp.data, "hypodensity") + tuned_text(tuned, row_settings)
         report = write_report(sub, preset, exp.runs, exp.audit, timings, protocol, skipped)
         experiments[point.value] = exp
     if axis is not None:

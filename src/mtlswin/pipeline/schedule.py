@@ -4,7 +4,7 @@
 overrides, the runs it needs first) and :class:`DerivedRun` s (made from a trained run once it is there: DFR
 from its Swin). The overrides of a run, in order: the seed's data, the seed, the run folder, the run it needs
 (``model.frozen_encoder``: a Joint-Swin or segmentation-gated Swin run waits for its Swin-Unet), the row's own
-overrides, then the user's (and the sub-experiment's).
+overrides, the row's tuned settings (``mtlswin tune``), then the user's (and the sub-experiment's).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Schedule:
 
 def _train_run(
     preset: Preset, row: str, seed: int, runs_dir: Path, data: SeedData, splits: tuple[str, ...] | None,
-    overrides: Sequence[str],
+    overrides: Sequence[str], settings: Sequence[str] = (),
 ) -> TrainRun:  # fmt: skip
     spec = get_row(row)
     folder = runs_dir / run_name(row, seed)
@@ -103,7 +103,7 @@ def _train_run(
     ]
     needs = () if spec.needs is None else (run_name(spec.needs, seed),)
     cfg += [f"{spec.needs_key}={runs_dir / n}" for n in needs]
-    cfg += row_overrides(preset, row) + list(overrides)
+    cfg += row_overrides(preset, row) + list(settings) + list(overrides)
     config = config_path(preset, row)
     return TrainRun(row, seed, folder, config, tuple(cfg), needs, row_digest(config, cfg), splits)
 
@@ -111,10 +111,13 @@ def _train_run(
 def build_schedule(
     preset: Preset, rows: Sequence[str], seeds: Sequence[int], runs_dir: Path, data: Mapping[int, SeedData],
     test_splits: Mapping[int, tuple[str, ...]], overrides: Sequence[str] = (),
+    row_settings: Mapping[str, Sequence[str]] | None = None,
 ) -> Schedule:  # fmt: skip
     """The runs of ``rows`` (and the rows they depend on) x ``seeds`` under ``runs_dir``: seed k's runs use
     ``data[k]`` and are evaluated on ``test_splits[k]`` right after training (an auxiliary run is not evaluated);
-    ``overrides`` apply to every run after its own."""
+    ``row_settings`` (``{row: overrides}``, e.g. the settings ``mtlswin tune`` selected) apply to that row's runs
+    after its own overrides; ``overrides`` apply to every run after those."""
+    row_settings = row_settings or {}
     train, derived, results = [], [], []
     for seed in seeds:
         for row in ordered_rows(rows):
@@ -127,5 +130,6 @@ def build_schedule(
                 derived.append(DerivedRun(row, seed, folder, source, spec.derivation))
                 continue
             splits = None if spec.auxiliary else test_splits[seed]
-            train.append(_train_run(preset, row, seed, runs_dir, data[seed], splits, overrides))
+            settings = row_settings.get(row, ())
+            train.append(_train_run(preset, row, seed, runs_dir, data[seed], splits, overrides, settings))
     return Schedule(tuple(train), tuple(derived), tuple(results))

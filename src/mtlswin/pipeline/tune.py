@@ -46,6 +46,7 @@ __all__ = [
     "selected_overrides",
     "trial_table",
     "tune",
+    "tuned_text",
 ]
 
 TUNE_PHANTOM_SEED = 9  # draw 9000: no claim of any preset uses master seed 9 at its default settings
@@ -289,3 +290,18 @@ def _evaluate(run: Path) -> None:
     from mtlswin.evaluation.evaluate import evaluate_run
 
     evaluate_run(run, [VAL])
+
+
+def tuned_text(tuned: tuple[str | Path, str] | None, settings: Mapping[str, Sequence[str]]) -> str:
+    """The report's lines on the settings a ``reproduce --tuned OUT --rule R`` used ("" without ``--tuned``)."""
+    if tuned is None:
+        return ""
+    out, rule = Path(tuned[0]), tuned[1]
+    table = pd.read_csv(out / "selected.csv")
+    lines = ["", f"**Tuned settings** (`mtlswin tune`, docs/tuning.md): rule {RULES[rule]}, from "
+             f"`{out / 'selected.csv'}`:", ""]  # fmt: skip
+    for r in table[table["rule"] == rule].itertuples():
+        what = (f"`{r.setting}` = {r.value} ({', '.join(settings[r.row])})" if r.row in settings
+                else f"did not learn at any setting; trained at its a-priori `{r.setting}` = {r.a_priori}")  # fmt: skip
+        lines.append(f"- `{r.row}`: {what}")
+    return "\n".join(lines) + "\n"
