@@ -23,6 +23,7 @@ from mtlswin.pipeline.tune import (
     trial_table,
     tuned_text,
 )
+from mtlswin.pipeline.tune_pretrain import TRIALS, decision
 
 
 def _table(rows: list[tuple[str, bool, float, float, bool]]) -> pd.DataFrame:
@@ -154,3 +155,42 @@ def test_tune_micro_scale_writes_the_trial_table_and_dfr_selection(tmp_path, cap
     assert main([*args, *set_args(["train.epochs=1", *MICRO_RUN])]) == 0
     printed = capsys.readouterr().out
     assert "started" not in printed and "train swin_groupdro@0.1-seed0: skipped" in printed
+
+
+def test_pretraining_decision_compares_mean_test_a_auc_with_scratch():
+    comparison = pd.DataFrame({"init": ["SimMIM (base)"] * 3 + ["from scratch"] * 3,
+                               "test_a_auc": [0.70, 0.72, 0.74, 0.90, 0.92, 0.94]})  # fmt: skip
+    assert decision(comparison) == (pytest.approx(0.72), pytest.approx(0.92), False)
+    comparison["test_a_auc"] = [0.95, 0.93, 0.94, 0.90, 0.92, 0.94]
+    assert decision(comparison)[2] is True
+    # one setting changed at a time from the base, the base first (ties go to it)
+    base = TRIALS[0]
+    assert base.name == "base" and (base.lr, base.warmup, base.mask_patch, base.epochs) == (5e-4, 60, 16, 20)
+    for trial in TRIALS[1:]:
+        changed = [f for f in ("lr", "warmup", "mask_patch", "epochs") if getattr(trial, f) != getattr(base, f)]
+        assert len(changed) == 1
+
+
+@pytest.mark.slow
+def test_tune_pretrain_micro_scale_pretrains_selects_and_compares(tmp_path):
+    out = tmp_path / "pt"
+    args = ["tune", "--pretrain", "--out", str(out), "--slices", "300", "--corpus-slices", "60", "--jobs", "2"]
+    pretrain = [
+        "pretrain.epochs=1",
+        "trainer.limit_train_batches=2",
+        "data.batch_size=8",
+        *(o for o in MICRO_RUN if o.startswith("model.")),
+    ]  # the encoder the fine-tuning builds
+    assert main([*args, *set_args(["train.epochs=1", *MICRO_RUN]), *(a.replace("--set", "--pretrain-set")
+                                                                       for a in set_args(pretrain))]) == 0  # fmt: skip
+    # three pretrainings: the base, mask patch 8, and the longer one (lr and warm-up trials share the base's)
+    assert sorted(p.name for p in (out / "pretrain").iterdir()) == ["pretrain-p16-e20", "pretrain-p16-e40",
+                                                                    "pretrain-p8-e20"]  # fmt: skip
+    trials = pd.read_csv(out / "pretrain_trials.csv")
+    assert list(trials["trial"]) == [t.name for t in TRIALS] and trials["val_auc"].between(0, 1).all()
+    config = load_config(out / "runs" / "swin@lr1e-4-seed0" / "config.yaml", [])
+    assert config.train.lr == 1e-4 and "pretrain-p16-e20" in str(config.model.options["pretrained"])
+    compare = pd.read_csv(out / "pretrain_compare.csv")
+    assert list(compare["seed"]) == [0, 1, 2, 0, 1, 2] and compare["test_a_auc"].between(0, 1).all()
+    assert (compare["init"] == "from scratch").sum() == 3
+    assert "**Decision:**" in (out / "pretrain.md").read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from mtlswin.pipeline.tune import GRIDS, TUNE_PHANTOM_SEED, tune
+from mtlswin.pipeline.tune_pretrain import tune_pretraining
 
 
 def register(subparsers) -> None:
@@ -25,6 +26,25 @@ def register(subparsers) -> None:
                    help=f"master seed of the phantom draw (default {TUNE_PHANTOM_SEED}: none of the claims' draws)")  # fmt: skip
     p.add_argument("--slices", type=int, default=None, help="phantom size in slices (default: the methods preset's)")
     p.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="calibrate SimMIM pretraining instead (Swin, spurious strength 0; OUT/pretrain.md)",
+    )
+    p.add_argument(
+        "--pretrain-set",
+        dest="pretrain_overrides",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="with --pretrain: override of every pretraining (not part of docs/tuning.md; for small checks)",
+    )
+    p.add_argument(
+        "--corpus-slices",
+        type=int,
+        default=None,
+        help="with --pretrain: slices of the unlabelled corpus (default 6000, as in docs/calibration.md)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -36,6 +56,14 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.pretrain:
+        if args.rows:
+            raise ValueError("--pretrain calibrates Swin's pretraining; it takes no --rows")
+        report = tune_pretraining(args.out, jobs=args.jobs, overrides=args.overrides or (),
+                                  pretrain_overrides=args.pretrain_overrides or (), slices=args.slices,
+                                  corpus_slices=args.corpus_slices)  # fmt: skip
+        print(f"Done. Open {report}")
+        return 0
     rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
     report = tune(args.out, rows=rows, jobs=args.jobs, phantom_seed=args.phantom_seed, overrides=args.overrides or (),
                   slices=args.slices)  # fmt: skip
