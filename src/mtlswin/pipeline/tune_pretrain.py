@@ -88,7 +88,8 @@ def _pretrain_all(
         return
     with ProcessPoolExecutor(min(jobs, len(trials)), mp_context=get_context("spawn"), initializer=set_threads,
                              initargs=(max(1, available_cores() // jobs),)) as pool:  # fmt: skip
-        for future in [pool.submit(_pretrain, out, t, corpus, tuple(overrides)) for t in trials]:
+        longest_first = sorted(trials, key=lambda t: -t.epochs)  # the 40-epoch run does not end alone
+        for future in [pool.submit(_pretrain, out, t, corpus, tuple(overrides)) for t in longest_first]:
             future.result()
 
 
