@@ -50,6 +50,14 @@ class TrainRun:
         """Trained with this very config (:func:`mtlswin.pipeline.run_state.run_done`)."""
         return run_done(self.folder, self.digest)
 
+    def extended(self, overrides: Sequence[str], folder: Path | None = None) -> TrainRun:
+        """This run with ``overrides`` after its own, in ``folder`` (default: its own) and with the digest of the
+        config that results (a tuning trial, or a user's overrides added to a run built without them)."""
+        folder = folder or self.folder
+        name = (f"output.name={folder.name}",) if folder != self.folder else ()
+        every = (*self.overrides, *overrides, *name)
+        return replace(self, folder=folder, overrides=every, digest=row_digest(self.config, every))
+
 
 @dataclass(frozen=True)
 class DerivedRun:

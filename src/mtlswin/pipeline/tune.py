@@ -27,14 +27,14 @@ import pandas as pd
 
 from mtlswin.evaluation.learned import best_val_auc, learning_failure
 from mtlswin.io import atomic_write_text
-from mtlswin.pipeline.configs import config_path, row_digest
+from mtlswin.pipeline.configs import config_path
 from mtlswin.pipeline.derived import dfr_done, make_dfr
 from mtlswin.pipeline.executors.choice import ExecutorChoice
 from mtlswin.pipeline.executors.local import default_jobs
 from mtlswin.pipeline.experiment_data import seed_data
 from mtlswin.pipeline.presets import Preset, get_preset
 from mtlswin.pipeline.run_state import run_evaluated
-from mtlswin.pipeline.schedule import Schedule, TrainRun, build_schedule, run_name
+from mtlswin.pipeline.schedule import Schedule, build_schedule, run_name
 from mtlswin.pipeline.stages import Progress, time_table
 
 __all__ = [
@@ -66,7 +66,6 @@ class Grid:
     values: tuple
     a_priori: object
     overrides: Callable[[object], list[str]]
-    needs: str | None = None
 
     def label(self, value: object) -> str:
         """The value as the trial tables and run folders name it."""
@@ -90,8 +89,7 @@ GRIDS: dict[str, Grid] = {g.row: g for g in (
          lambda v: [f"train.guidance.weight={v}"]),
     Grid("swin_groupdro", "train.objective.eta", (1e-4, 1e-3, 1e-2, 1e-1, 1.0), 1e-2,
          lambda v: [f"train.objective.eta={v}"]),
-    Grid("seg_gated_swin", "model.gate_radius", (0, 2, 4, 8, 16), 4, lambda v: [f"model.gate_radius={v}"],
-         needs="swin_unet"),
+    Grid("seg_gated_swin", "model.gate_radius", (0, 2, 4, 8, 16), 4, lambda v: [f"model.gate_radius={v}"]),
 )}  # fmt: skip
 DFR_ROW = "swin_dfr"
 BASE_ROWS = ("swin", "swin_unet")
@@ -102,24 +100,21 @@ def trial_name(grid: Grid, value: object) -> str:
     return run_name(f"{grid.row}@{grid.label(value).replace('/', '_')}", TUNE_SEED)
 
 
-def _trial_run(preset: Preset, base: TrainRun, grid: Grid, value: object) -> TrainRun:
-    """The trial ``value`` of ``grid``: the row's run of seed 0 with the setting and a folder of its own."""
-    folder = base.folder.parent / trial_name(grid, value)
-    overrides = (*base.overrides, *grid.overrides(value), f"output.name={folder.name}")
-    config = config_path(preset, grid.row)
-    return replace(base, folder=folder, overrides=overrides, digest=row_digest(config, overrides), evaluate=(VAL,))
-
-
-def _schedule(preset: Preset, rows: Sequence[str], runs_dir: Path, data) -> tuple[Schedule, dict[str, tuple]]:
-    """The base runs and every trial of ``rows``; ``{run name: (row, value)}`` of the trials."""
+def _schedule(
+    preset: Preset, rows: Sequence[str], runs_dir: Path, data, overrides: Sequence[str]
+) -> tuple[Schedule, dict[str, tuple]]:  # fmt: skip
+    """The base runs and every trial of ``rows`` (each trial: its row's run of seed 0 with the setting, in a folder
+    of its own), ``overrides`` last; ``{run name: (row, value)}`` of the trials."""
     bases = build_schedule(preset, [*BASE_ROWS, *rows], [TUNE_SEED], runs_dir, data, {TUNE_SEED: (VAL,)})
     by_row = {run.row: run for run in bases.train}
-    train = [replace(by_row["swin"], evaluate=(VAL,)), replace(by_row["swin_unet"], evaluate=None)]
+    train = [replace(by_row["swin"].extended(overrides), evaluate=(VAL,)),
+             replace(by_row["swin_unet"].extended(overrides), evaluate=None)]  # fmt: skip
     trials: dict[str, tuple] = {}
     for row in rows:
         grid = GRIDS[row]
         for value in grid.values:
-            run = _trial_run(preset, by_row[row], grid, value)
+            folder = runs_dir / trial_name(grid, value)
+            run = replace(by_row[row].extended([*grid.overrides(value), *overrides], folder), evaluate=(VAL,))
             train.append(run)
             trials[run.name] = (row, value)
     return Schedule(tuple(train)), trials
@@ -260,10 +255,7 @@ def tune(
     jobs = jobs if jobs is not None else default_jobs(cpu_only=True)
     data = seed_data(preset, out, None, (TUNE_SEED,), slices, progress, log, None, jobs, phantom_seed)
     runs_dir = out / "runs"
-    schedule, trials = _schedule(preset, rows, runs_dir, data)
-    schedule = Schedule(tuple(replace(r, overrides=(*r.overrides, *overrides),
-                                      digest=row_digest(r.config, (*r.overrides, *overrides)))
-                              for r in schedule.train))  # fmt: skip
+    schedule, trials = _schedule(preset, rows, runs_dir, data, overrides)
     done = {r.name for r in schedule.train if r.done()}
     for name in sorted(done):
         progress.stage(f"train {name}", lambda: True, lambda: None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from mtlswin.data.phantom import SynthConfig, write_dataset
 from mtlswin.evaluation.learned import best_val_auc
 from mtlswin.io import atomic_write_text
 from mtlswin.models.checkpoint import ENCODER_NAME
-from mtlswin.pipeline.configs import config_path, row_digest
+from mtlswin.pipeline.configs import config_path
 from mtlswin.pipeline.executors.choice import ExecutorChoice
 from mtlswin.pipeline.executors.local import default_jobs
 from mtlswin.pipeline.executors.work import available_cores, set_threads
@@ -139,14 +139,9 @@ def tune_pretraining(
     bases = build_schedule(preset, ["swin"], SEEDS, runs_dir, data, {k: ("val", "test_a") for k in SEEDS})
     base = {run.seed: run for run in bases.train}
 
-    def with_overrides(run: TrainRun, extra: Sequence[str], folder: Path | None = None) -> TrainRun:
-        folder = folder or run.folder
-        every = (*run.overrides, *extra, f"output.name={folder.name}", *overrides)
-        return replace(run, folder=folder, overrides=every, digest=row_digest(run.config, every))
-
     def finetune(trial: PretrainTrial, seed: int) -> TrainRun:
         folder = runs_dir / run_name(f"swin@{trial.name}", seed)
-        return with_overrides(base[seed], trial.finetune_overrides(encoders[trial.pretraining]), folder)
+        return base[seed].extended([*trial.finetune_overrides(encoders[trial.pretraining]), *overrides], folder)
 
     trials = [finetune(t, 0) for t in TRIALS]
     _train(trials, out, jobs, progress, log, executor, "pretraining trials")
@@ -155,7 +150,7 @@ def tune_pretraining(
                                        for t, r in zip(TRIALS, trials, strict=True)])  # fmt: skip
     atomic_write_text(out / "pretrain_trials.csv", table.to_csv(index=False))
     chosen = TRIALS[int(table["val_auc"].fillna(-1).to_numpy().argmax())]  # ties: the first (the base)
-    compare = [finetune(chosen, k) for k in SEEDS] + [with_overrides(base[k], ()) for k in SEEDS]
+    compare = [finetune(chosen, k) for k in SEEDS] + [base[k].extended(overrides) for k in SEEDS]
     _train(compare, out, jobs, progress, log, executor, "comparison with training from scratch")
     rows = [{"init": f"SimMIM ({chosen.name})" if i < len(SEEDS) else "from scratch", "seed": r.seed,
              "val_auc": _val_auc(r.folder), "test_a_auc": _test_a_auc(r.folder), "run": r.name}
