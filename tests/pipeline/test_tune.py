@@ -127,6 +127,26 @@ def test_the_selected_settings_reach_the_rerun_and_its_report(tmp_path):
     assert "`swin_rrr`: did not learn at any setting; trained at its a-priori `train.guidance.weight` = 10" in text
 
 
+def test_a_row_selected_at_its_a_priori_setting_trains_as_in_the_a_priori_preset(tmp_path):
+    grid = GRIDS["swin_groupdro"]
+    runs, trials = tmp_path / "runs", {}
+    for value in grid.values:  # the a-priori eta .01 has the best validation AUC and worst-group accuracy
+        name = trial_name(grid, value)
+        best = value == grid.a_priori
+        _fake_trial(runs, name, 0.95 if best else 0.90, 0.5 if best else 0.2, [0, 1] * 50)
+        trials[name] = ("swin_groupdro", value)
+    preset = get_preset("methods")
+    _write_selected(tmp_path, preset, trial_table(runs, trials))
+    settings = selected_overrides(tmp_path, "val_auc")
+    assert settings == {}  # no override: the run's config and digest are the a-priori run's
+    data = {0: SeedData(tmp_path / "m.csv", tmp_path / "s.csv", tmp_path / "cache")}
+    tuned = build_schedule(preset, ["swin_groupdro"], [0], tmp_path / "out", data, {0: ("val",)}, [], settings)
+    plain = build_schedule(preset, ["swin_groupdro"], [0], tmp_path / "out", data, {0: ("val",)}, [])
+    assert tuned.train[0].digest == plain.train[0].digest
+    text = tuned_text((tmp_path, "val_auc"), settings)
+    assert "`swin_groupdro`: `train.objective.eta` = 0.01, its a-priori setting (selected again" in text
+
+
 def test_reproduce_refuses_tuned_without_a_rule_and_a_missing_search(tmp_path, capsys):
     assert main(["reproduce", "--preset", "methods", "--out", str(tmp_path), "--tuned", str(tmp_path)]) == 1
     assert "--tuned and --rule go together" in capsys.readouterr().err

@@ -18,9 +18,9 @@ import os
 import sys
 
 from mtlswin import __version__
-from mtlswin.cli import data, explain, methods, models, plan, pretrain, reproduce, synth, train, tune
+from mtlswin.cli import compare, data, explain, methods, models, plan, pretrain, reproduce, synth, train, tune
 
-_COMMAND_MODULES = (models, data, synth, train, pretrain, explain, methods, reproduce, plan, tune)
+_COMMAND_MODULES = (models, data, synth, train, pretrain, explain, methods, reproduce, plan, tune, compare)
 # Failures of the input (config, data, files, checkpoints), not of the code; matched by name where the
 # class lives in a library the CLI does not import at start (Lightning, safetensors).
 _EXPECTED = (ValueError, OSError, KeyError)

@@ -33,7 +33,7 @@ from pathlib import Path
 from mtlswin.evaluation.evaluate import evaluate_run
 from mtlswin.pipeline import methods
 from mtlswin.pipeline.claims import seed_of
-from mtlswin.pipeline.executors.base import Executor, RunFailed
+from mtlswin.pipeline.executors.base import RunFailed, train_missing
 from mtlswin.pipeline.executors.choice import ExecutorChoice
 from mtlswin.pipeline.executors.local import default_jobs
 from mtlswin.pipeline.experiment_data import SeedData, eval_splits, protocol_text, seed_data, split_has_masks
@@ -60,16 +60,6 @@ class Experiment:
     data: dict[int, SeedData]  # training seed -> its data
     runs: list[Path]
     audit: Path
-
-
-def _train_runs(schedule: Schedule, executor: Executor, progress: Progress, tag: str) -> set[str]:
-    """Train every run of ``schedule`` that is not done with ``executor``; the runs its workers evaluated."""
-    done = {r.name for r in schedule.train if r.done()}
-    for run in schedule.train:
-        if run.name in done:
-            progress.stage(f"train {run.name}{tag}", lambda: True, lambda: None)
-    results = executor.run(schedule.without(done))
-    return {name for name, result in results.items() if result.evaluated}
 
 
 def _derive_and_evaluate(
@@ -125,7 +115,7 @@ def _experiment(
         set_aside(run.folder, run.digest, log)
     executor = (choice or ExecutorChoice()).build(out, jobs, preset.config_dir == "demo", progress, tag, log)
     try:
-        evaluated = _train_runs(schedule, executor, progress, tag)
+        evaluated = train_missing(executor, schedule, progress, tag)
     except RunFailed as err:  # the report says which run failed and why; a rerun continues from here
         write_failed_runs(out, preset, str(err))
         raise

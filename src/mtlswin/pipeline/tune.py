@@ -29,6 +29,7 @@ from mtlswin.evaluation.learned import best_val_auc, learning_failure
 from mtlswin.io import atomic_write_text
 from mtlswin.pipeline.configs import config_path
 from mtlswin.pipeline.derived import dfr_done, make_dfr
+from mtlswin.pipeline.executors.base import train_missing
 from mtlswin.pipeline.executors.choice import ExecutorChoice
 from mtlswin.pipeline.executors.local import default_jobs
 from mtlswin.pipeline.experiment_data import seed_data
@@ -173,14 +174,16 @@ def _dfr_table(runs_dir: Path) -> pd.DataFrame:
 
 
 def selected_overrides(out: Path, rule: str) -> dict[str, list[str]]:
-    """``{row: overrides}`` that rule ``rule`` selected in the search folder ``out`` (``selected.csv``)."""
+    """``{row: overrides}`` that rule ``rule`` selected in the search folder ``out`` (``selected.csv``). A row whose
+    selected setting is its a-priori one gets none: its config, digest and run stay those of the a-priori preset,
+    so a copy of an a-priori folder retrains only the rows whose setting changed."""
     path = Path(out) / "selected.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run `mtlswin tune --out {out}` first")
-    table = pd.read_csv(path)
+    table = pd.read_csv(path, dtype=str)
     if rule not in RULES:
         raise ValueError(f"unknown selection rule {rule!r}; choose one of {', '.join(RULES)}")
-    chosen = table[(table["rule"] == rule) & table["overrides"].notna()]
+    chosen = table[(table["rule"] == rule) & table["overrides"].notna() & (table["value"] != table["a_priori"])]
     return {r.row: json.loads(r.overrides) for r in chosen.itertuples()}
 
 
@@ -256,10 +259,7 @@ def tune(
     data = seed_data(preset, out, None, (TUNE_SEED,), slices, progress, log, None, jobs, phantom_seed)
     runs_dir = out / "runs"
     schedule, trials = _schedule(preset, rows, runs_dir, data, overrides)
-    done = {r.name for r in schedule.train if r.done()}
-    for name in sorted(done):
-        progress.stage(f"train {name}", lambda: True, lambda: None)
-    (executor or ExecutorChoice()).build(out, jobs, True, progress, "", log).run(schedule.without(done))
+    train_missing((executor or ExecutorChoice()).build(out, jobs, True, progress, "", log), schedule, progress)
     for run in schedule.train:
         if run.evaluate:
             progress.stage(f"evaluate {run.name} on {VAL}", lambda r=run: run_evaluated(r.folder, (VAL,)),
@@ -289,11 +289,17 @@ def tuned_text(tuned: tuple[str | Path, str] | None, settings: Mapping[str, Sequ
     if tuned is None:
         return ""
     out, rule = Path(tuned[0]), tuned[1]
-    table = pd.read_csv(out / "selected.csv")
+    table = pd.read_csv(out / "selected.csv", dtype=str)
     lines = ["", f"**Tuned settings** (`mtlswin tune`, docs/tuning.md): rule {RULES[rule]}, from "
              f"`{out / 'selected.csv'}`:", ""]  # fmt: skip
     for r in table[table["rule"] == rule].itertuples():
-        what = (f"`{r.setting}` = {r.value} ({', '.join(settings[r.row])})" if r.row in settings
-                else f"did not learn at any setting; trained at its a-priori `{r.setting}` = {r.a_priori}")  # fmt: skip
+        if r.row in settings:
+            what = f"`{r.setting}` = {r.value} ({', '.join(settings[r.row])})"
+        elif r.value == r.a_priori:
+            what = (
+                f"`{r.setting}` = {r.value}, its a-priori setting (selected again; trained as in the a-priori preset)"
+            )
+        else:
+            what = f"did not learn at any setting; trained at its a-priori `{r.setting}` = {r.a_priori}"
         lines.append(f"- `{r.row}`: {what}")
     return "\n".join(lines) + "\n"

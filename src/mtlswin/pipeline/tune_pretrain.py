@@ -12,6 +12,7 @@ decision is whether it beats scratch on mean test-A AUC. Writes ``OUT/pretrain_t
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from mtlswin.evaluation.learned import best_val_auc
 from mtlswin.io import atomic_write_text
 from mtlswin.models.checkpoint import ENCODER_NAME
 from mtlswin.pipeline.configs import config_path
+from mtlswin.pipeline.executors.base import train_missing
 from mtlswin.pipeline.executors.choice import ExecutorChoice
 from mtlswin.pipeline.executors.local import default_jobs
 from mtlswin.pipeline.executors.work import available_cores, set_threads
@@ -73,6 +75,7 @@ def _corpus(out: Path, slices: int | None, jobs: int) -> Path:
     folder = out / "corpus"
     if not (folder / "manifest.csv").is_file():
         tmp = out / "corpus.partial"
+        shutil.rmtree(tmp, ignore_errors=True)  # a corpus interrupted while being written is never continued
         write_dataset(SynthConfig(preset="demo", slices=slices or 6000, size=128, seed=CORPUS_SEED), tmp, workers=jobs)
         tmp.replace(folder)
     return folder / "manifest.csv"
@@ -164,9 +167,10 @@ def tune_pretraining(
 
 
 def _train(runs: list[TrainRun], out: Path, jobs: int, progress: Progress, log, executor, what: str) -> None:
-    todo = [r for r in runs if not r.done()]
-    if todo:
-        (executor or ExecutorChoice()).build(out, jobs, True, progress, f" [{what}]", log).run(Schedule(tuple(todo)))
+    tag = f" [{what}]"
+    train_missing(
+        (executor or ExecutorChoice()).build(out, jobs, True, progress, tag, log), Schedule(tuple(runs)), progress, tag
+    )
     for run in runs:
         progress.stage(f"evaluate {run.name}", lambda r=run: run_evaluated(r.folder, r.evaluate),
                        lambda r=run: _evaluate(r))  # fmt: skip

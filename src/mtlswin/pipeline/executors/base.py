@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mtlswin.pipeline.schedule import Schedule
+from mtlswin.pipeline.stages import Progress
 
-__all__ = ["Executor", "RunFailed", "RunResult"]
+__all__ = ["Executor", "RunFailed", "RunResult", "train_missing"]
 
 
 @dataclass(frozen=True)
@@ -34,3 +35,14 @@ class Executor(Protocol):
     def run(self, schedule: Schedule) -> dict[str, RunResult]:
         """Train ``schedule.train`` (dependencies first); the result of each run by name."""
         ...
+
+
+def train_missing(executor: Executor, schedule: Schedule, progress: Progress, tag: str = "") -> set[str]:
+    """Train the runs of ``schedule`` that are not done with ``executor`` (a done one is listed as a finished stage,
+    so a rerun shows it); the names of the runs its workers also evaluated."""
+    done = {r.name for r in schedule.train if r.done()}
+    for run in schedule.train:
+        if run.name in done:
+            progress.stage(f"train {run.name}{tag}", lambda: True, lambda: None)
+    results = executor.run(schedule.without(done))
+    return {name for name, result in results.items() if result.evaluated}
