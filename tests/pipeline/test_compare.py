@@ -17,8 +17,10 @@ CLAIMS = [  # claim, statistic, row, reference, role
 ]
 
 
-def _folder(root, weight: float, estimates, verdicts, adjusted, not_learned=(0, 0, 0), claims=CLAIMS):
+def _folder(root, weight: float, estimates, verdicts, adjusted, not_learned=(0, 0, 0), claims=CLAIMS, trained_in=None):
+    """``trained_in``: the folder the runs were trained in and copied from (their configs hold its absolute paths)."""
     root.mkdir()
+    home = (trained_in or root).resolve()
     lines = []
     for (claim, stat, row, ref, role), est, verdict, adj, nl in zip(claims, estimates, verdicts, adjusted, not_learned):
         lines.append({"claim": claim, "statistic": stat, "row": row, "reference": ref, "estimate": est,
@@ -30,7 +32,8 @@ def _folder(root, weight: float, estimates, verdicts, adjusted, not_learned=(0, 
             run = root / "runs" / f"{row}-seed{seed}"
             run.mkdir(parents=True)
             config = {"model": {"name": row}, "train": {"seed": seed, "epochs": 24},
-                      "data": {"manifest": str(root.resolve() / "data" / f"seed-{seed}" / "manifest.csv")}}  # fmt: skip
+                      "data": {"manifest": str(home / "data" / f"seed-{seed}" / "manifest.csv")},
+                      "output": {"dir": str(home / "runs"), "name": run.name}}  # fmt: skip
             if row == "swin_rrr":
                 config["train"]["guidance"] = {"kind": "rrr", "weight": weight}
             (run / "config.yaml").write_text(yaml.safe_dump(config))
@@ -42,7 +45,7 @@ def folders(tmp_path):
     a_priori = _folder(tmp_path / "a", 10.0, [0.3, -0.2, -0.3], ["held", "did not hold", "did not hold"],
                        ["held", "did not hold", "secondary (not adjusted)"], not_learned=(0, 3, 3))  # fmt: skip
     tuned = _folder(tmp_path / "b", 0.001, [0.3, 0.08, 0.01], ["held", "held", "inconclusive"],
-                    ["held", "inconclusive", "secondary (not adjusted)"])  # fmt: skip
+                    ["held", "inconclusive", "secondary (not adjusted)"], trained_in=tmp_path / "a")  # fmt: skip
     return {"a-priori": a_priori, "val_auc": tuned}
 
 
@@ -71,7 +74,8 @@ def test_a_claim_missing_from_one_folder_counts_as_changed(tmp_path, folders):
 
 def test_settings_differ_only_where_the_runs_differ_not_in_paths_inside_the_folders(folders):
     diff = setting_differences(folders)
-    # data.manifest differs as an absolute path (two folders) but not relative to each folder
+    # data.manifest and output.dir: the runs of "val_auc" were copied from "a-priori" and keep its absolute paths;
+    # relative to the run folder, as the config digest takes them, they are the same
     assert diff.to_dict("records") == [
         {"row": "swin_rrr", "key": "train.guidance.weight", "a-priori": 10.0, "val_auc": 0.001}
     ]

@@ -6,6 +6,7 @@ beside the same preset at the settings each selection rule chose; any folders of
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 import yaml
 
 from mtlswin.io import atomic_write_text
+from mtlswin.runs import DATA_PATH_KEYS
 
 __all__ = ["compare_claims", "compare_markdown", "setting_differences", "write_comparison"]
 
@@ -79,9 +81,17 @@ def _flat(tree: object, prefix: str = "") -> dict[str, object]:
     return {prefix.rstrip("."): tree}
 
 
+def _relocated(flat: dict[str, object]) -> dict[str, object]:
+    """Paths relative to the run folder, as the config digest takes them (:func:`mtlswin.runs.config_digest`): a run
+    copied from another folder keeps the absolute paths of where it trained, and compares equal to it."""
+    run_dir = Path(str(flat.pop("output.dir", ""))) / str(flat.get("output.name") or "run")
+    keys = [f"data.{k}" for k in DATA_PATH_KEYS] + ["model.frozen_encoder"]
+    return {k: os.path.relpath(v, run_dir) if k in keys and isinstance(v, str) and v else v for k, v in flat.items()}
+
+
 def _row_configs(folder: Path) -> dict[str, dict[str, object]]:
-    """Each row's settings, from its lowest seed's ``runs/<row>-seed<k>/config.yaml``, flattened to dotted keys;
-    paths inside the folder are written relative to it (``OUT/...``) so that two folders compare equal there."""
+    """Each row's settings, from its lowest seed's ``runs/<row>-seed<k>/config.yaml``, flattened to dotted keys,
+    with its paths relative to the run folder, so that two folders compare equal there."""
     seeds: dict[str, tuple[int, Path]] = {}
     for run in sorted((folder / "runs").glob("*-seed*")):
         match = _RUN.match(run.name)
@@ -89,12 +99,7 @@ def _row_configs(folder: Path) -> dict[str, dict[str, object]]:
             seed = int(match["seed"])
             if match["row"] not in seeds or seed < seeds[match["row"]][0]:
                 seeds[match["row"]] = (seed, run / "config.yaml")
-    root = str(folder.resolve())
-    configs = {}
-    for row, (_, path) in seeds.items():
-        flat = _flat(yaml.safe_load(path.read_text()) or {})
-        configs[row] = {k: v.replace(root, "OUT") if isinstance(v, str) else v for k, v in flat.items()}
-    return configs
+    return {row: _relocated(_flat(yaml.safe_load(path.read_text()) or {})) for row, (_, path) in seeds.items()}
 
 
 def setting_differences(folders: Mapping[str, str | Path]) -> pd.DataFrame:
