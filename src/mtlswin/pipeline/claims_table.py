@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["claims_markdown"]
+__all__ = ["claims_markdown", "signed"]
 
 
-def _signed(value: float) -> str:
+def signed(value: float) -> str:
+    """``value`` as ``+.123`` / ``-.123`` (``n/a`` when not finite)."""
     return f"{value:+.3f}".replace("+0.", "+.").replace("-0.", "-.") if np.isfinite(value) else "n/a"
 
 
@@ -21,7 +22,7 @@ def _per_seed_cell(record: dict) -> str:
         if value is None or not np.isfinite(value):
             continue
         runs = {f"{record['row']}-{key}", f"{record['reference']}-{key}"}
-        cells.append(f"{key[4:]}: {_signed(value)}" + (" †" if runs & flagged else ""))
+        cells.append(f"{key[4:]}: {signed(value)}" + (" †" if runs & flagged else ""))
     return ", ".join(cells)
 
 
@@ -34,7 +35,7 @@ def _power_cell(record: dict) -> str:
     if paper is None or not np.isfinite(paper):
         return text
     seen = "could have seen it" if abs(paper) >= mde else "**could not have seen it**"
-    return f"{text}; paper {_signed(paper)}: {seen}"
+    return f"{text}; paper {signed(paper)}: {seen}"
 
 
 def _adjusted_cell(record: dict) -> str:
@@ -74,8 +75,8 @@ def claims_markdown(table: pd.DataFrame, n_resamples: int = 2000) -> str:
     for r in table.to_dict("records"):
         comparison = f"`{r['row']}` - `{r['reference']}`" if r["reference"] else f"`{r['row']}`"
         comparison += f" ({r['statistic']})"
-        est = f"{_signed(r['estimate'])} [{_signed(r['low'])}, {_signed(r['high'])}]"
-        patients = f"[{_signed(r['patient_low'])}, {_signed(r['patient_high'])}]"
+        est = f"{signed(r['estimate'])} [{signed(r['low'])}, {signed(r['high'])}]"
+        patients = f"[{signed(r['patient_low'])}, {signed(r['patient_high'])}]"
         lines.append(f"| {r['claim']} | {r.get('role', 'secondary')} | {comparison} | {r['expected']} | {est} | "
                      f"{_per_seed_cell(r)} | {patients} | {_power_cell(r)} | **{r['verdict']}** | "
                      f"{_adjusted_cell(r)} |")  # fmt: skip

@@ -16,12 +16,13 @@ import pandas as pd
 import yaml
 
 from mtlswin.io import atomic_write_text
+from mtlswin.pipeline.claims import SEED_SUFFIX, seed_of
+from mtlswin.pipeline.claims_table import signed
 from mtlswin.runs import DATA_PATH_KEYS
 
 __all__ = ["compare_claims", "compare_markdown", "setting_differences", "write_comparison"]
 
 CLAIM_KEY = ["claim", "statistic", "row", "reference"]
-_RUN = re.compile(r"^(?P<row>.+)-seed(?P<seed>\d+)$")
 
 
 def _claims(folder: Path) -> pd.DataFrame:
@@ -93,12 +94,10 @@ def _row_configs(folder: Path) -> dict[str, dict[str, object]]:
     """Each row's settings, from its lowest seed's ``runs/<row>-seed<k>/config.yaml``, flattened to dotted keys,
     with its paths relative to the run folder, so that two folders compare equal there."""
     seeds: dict[str, tuple[int, Path]] = {}
-    for run in sorted((folder / "runs").glob("*-seed*")):
-        match = _RUN.match(run.name)
-        if match and (run / "config.yaml").is_file():
-            seed = int(match["seed"])
-            if match["row"] not in seeds or seed < seeds[match["row"]][0]:
-                seeds[match["row"]] = (seed, run / "config.yaml")
+    for run in sorted((folder / "runs").glob(f"*{SEED_SUFFIX}*")):
+        row, seed = run.name.rsplit(SEED_SUFFIX, 1)[0], seed_of(run)
+        if (run / "config.yaml").is_file() and (row not in seeds or seed < seeds[row][0]):
+            seeds[row] = (seed, run / "config.yaml")
     return {row: _relocated(_flat(yaml.safe_load(path.read_text()) or {})) for row, (_, path) in seeds.items()}
 
 
@@ -118,18 +117,14 @@ def setting_differences(folders: Mapping[str, str | Path]) -> pd.DataFrame:
     return pd.DataFrame(lines, columns=["row", "key", *folders])
 
 
-def _number(value: float) -> str:
-    return f"{value:+.3f}".replace("+0.", "+.").replace("-0.", "-.") if np.isfinite(value) else "n/a"
-
-
 def _cell(record: pd.Series, label: str) -> str:
     verdict = record[f"{label}_verdict"]
     if not isinstance(verdict, str):
         return "(no such claim)"
-    interval = f"[{_number(record[f'{label}_low'])}, {_number(record[f'{label}_high'])}]"
+    interval = f"[{signed(record[f'{label}_low'])}, {signed(record[f'{label}_high'])}]"
     not_learned = int(record[f"{label}_not_learned"] or 0)
     flag = f", {not_learned} run(s) did not learn" if not_learned else ""
-    return f"{_number(record[f'{label}_estimate'])} {interval} {verdict}{flag}"
+    return f"{signed(record[f'{label}_estimate'])} {interval} {verdict}{flag}"
 
 
 def compare_markdown(claims: pd.DataFrame, settings: pd.DataFrame, folders: Mapping[str, str | Path]) -> str:

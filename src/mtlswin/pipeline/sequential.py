@@ -31,6 +31,7 @@ from scipy.stats import t as student_t
 
 from mtlswin.io import atomic_path, atomic_write_text
 from mtlswin.pipeline.claim_families import decision
+from mtlswin.pipeline.claims_table import signed
 from mtlswin.pipeline.executors.choice import ExecutorChoice
 from mtlswin.pipeline.presets import get_preset
 from mtlswin.pipeline.reproduce import reproduce
@@ -155,10 +156,6 @@ def _look_records(claims: pd.DataFrame, look: int, seeds: int, design: Design, p
     return records
 
 
-def _signed(v: float) -> str:
-    return f"{v:+.3f}".replace("0.", ".") if np.isfinite(v) else "n/a"
-
-
 def looks_markdown(looks: pd.DataFrame, design: Design, stop: str) -> str:
     """``OUT/sequential.md``: the design, one line per look and claim, and why the loop stopped."""
     lines = [
@@ -178,11 +175,11 @@ def looks_markdown(looks: pd.DataFrame, design: Design, stop: str) -> str:
     for r in looks.to_dict("records"):
         comparison = f"`{r['row']}` - `{r['reference']}`" if isinstance(r["reference"], str) else f"`{r['row']}`"
         comparison += f" ({r['statistic']})"
-        rci = (f"[{_signed(r['rci_low'])}, {_signed(r['rci_high'])}]"
+        rci = (f"[{signed(r['rci_low'])}, {signed(r['rci_high'])}]"
                if np.isfinite(r.get("rci_low", np.nan)) else "")  # fmt: skip
         bound = f"{r['t_boundary']:.2f} ({r['alpha_local']:.3g})" if np.isfinite(r.get("t_boundary", np.nan)) else ""
-        lines.append(f"| {r['look']} | {r['seeds']} | {comparison} | {r['role']} | {_signed(r['estimate'])} "
-                     f"[{_signed(r['low'])}, {_signed(r['high'])}] | {rci} | {r['t']:.2f} ({r['df']:.1f}) | {bound} | "
+        lines.append(f"| {r['look']} | {r['seeds']} | {comparison} | {r['role']} | {signed(r['estimate'])} "
+                     f"[{signed(r['low'])}, {signed(r['high'])}] | {rci} | {r['t']:.2f} ({r['df']:.1f}) | {bound} | "
                      f"**{r['decision']}** | {r['seconds'] / 60:.1f} |")  # fmt: skip
     return "\n".join(lines) + f"\n\n**Stopped:** {stop}\n"
 
