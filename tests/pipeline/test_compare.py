@@ -3,12 +3,14 @@ real file formats."""
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 import yaml
 
 from mtlswin.cli import main
-from mtlswin.pipeline.compare import compare_claims, setting_differences, write_comparison
+from mtlswin.pipeline.compare import NOT_SET, NOT_TRAINED, compare_claims, setting_differences, write_comparison
 
 CLAIMS = [  # claim, statistic, row, reference, role
     ("Swin loses AUC under the shift", "drop", "swin", "", "control"),
@@ -79,6 +81,28 @@ def test_settings_differ_only_where_the_runs_differ_not_in_paths_inside_the_fold
     assert diff.to_dict("records") == [
         {"row": "swin_rrr", "key": "train.guidance.weight", "a-priori": 10.0, "val_auc": 0.001}
     ]
+
+
+def test_a_setting_left_at_its_default_and_a_row_not_trained_are_named_not_nan(tmp_path, folders):
+    # MTL's case in the fair race: null (the default weights) in one folder, written-out weights in the other
+    for label, weights in (("a-priori", None), ("val_auc", {"cls": 0.1, "seg": 0.9})):
+        for seed in (0, 1):
+            path = folders[label] / "runs" / f"swin-seed{seed}" / "config.yaml"
+            config = yaml.safe_load(path.read_text())
+            config["train"]["loss_weights"] = weights
+            path.write_text(yaml.safe_dump(config))
+    third = tmp_path / "c"  # trained Swin only
+    (third / "runs").mkdir(parents=True)
+    shutil.copytree(folders["a-priori"] / "runs" / "swin-seed0", third / "runs" / "swin-seed0")
+    shutil.copy(folders["a-priori"] / "claims.csv", third / "claims.csv")
+    diff = setting_differences({**folders, "third": third}).set_index("key")
+    assert diff.loc["train.loss_weights.cls", ["a-priori", "val_auc", "third"]].tolist() == [NOT_SET, 0.1, NOT_SET]
+    assert "train.loss_weights" not in diff.index  # null and absent are the same setting
+    assert diff.loc["train.guidance.weight", "third"] == NOT_TRAINED
+    text = write_comparison({**folders, "third": third}, tmp_path / "out").read_text()
+    assert f"| swin | `train.loss_weights.seg` | {NOT_SET} | `0.9` | {NOT_SET} |" in text
+    assert f"| swin_rrr | `train.guidance.weight` | `10.0` | `0.001` | {NOT_TRAINED} |" in text
+    assert "nan" not in text
 
 
 def test_write_comparison_and_its_markdown(tmp_path, folders):

@@ -20,7 +20,7 @@ from mtlswin.pipeline.claims import SEED_SUFFIX, seed_of
 from mtlswin.pipeline.claims_table import signed
 from mtlswin.runs import DATA_PATH_KEYS
 
-__all__ = ["compare_claims", "compare_markdown", "setting_differences", "write_comparison"]
+__all__ = ["NOT_SET", "NOT_TRAINED", "compare_claims", "compare_markdown", "setting_differences", "write_comparison"]
 
 CLAIM_KEY = ["claim", "statistic", "row", "reference"]
 
@@ -73,13 +73,18 @@ def compare_claims(folders: Mapping[str, str | Path]) -> pd.DataFrame:
     return merged.reset_index(drop=True)
 
 
+NOT_SET = "(not set: its default)"
+NOT_TRAINED = "(not trained)"
+
+
 def _flat(tree: object, prefix: str = "") -> dict[str, object]:
     if isinstance(tree, dict):
         out: dict[str, object] = {}
         for key, value in tree.items():
             out.update(_flat(value, f"{prefix}{key}."))
         return out
-    return {prefix.rstrip("."): tree}
+    # A null leaves the setting at its default, as a key left out does: both read NOT_SET.
+    return {} if tree is None else {prefix.rstrip("."): tree}
 
 
 def _relocated(flat: dict[str, object]) -> dict[str, object]:
@@ -103,15 +108,16 @@ def _row_configs(folder: Path) -> dict[str, dict[str, object]]:
 
 def setting_differences(folders: Mapping[str, str | Path]) -> pd.DataFrame:
     """Columns ``row``, ``key`` and one per folder label: every setting of a row that is not the same in all
-    folders (a row a folder did not train shows ``None`` there). Seeds and data draws are the same by
-    construction when the folders ran one preset with one ``--phantom-seed``."""
+    folders. A row a folder did not train shows ``NOT_TRAINED`` there; a key its config lacks (a section left
+    at its default, such as ``loss_weights: null`` beside written-out weights) shows ``NOT_SET``. Seeds and
+    data draws are the same by construction when the folders ran one preset with one ``--phantom-seed``."""
     configs = {label: _row_configs(Path(folder)) for label, folder in folders.items()}
     rows = sorted(set().union(*(c.keys() for c in configs.values())))
     lines = []
     for row in rows:
         keys = sorted(set().union(*(c.get(row, {}).keys() for c in configs.values())))
         for key in keys:
-            values = [c[row].get(key) if row in c else None for c in configs.values()]
+            values = [c[row].get(key, NOT_SET) if row in c else NOT_TRAINED for c in configs.values()]
             if any(repr(v) != repr(values[0]) for v in values[1:]):
                 lines.append({"row": row, "key": key, **dict(zip(folders, values, strict=True))})
     return pd.DataFrame(lines, columns=["row", "key", *folders])
@@ -137,7 +143,7 @@ def compare_markdown(claims: pd.DataFrame, settings: pd.DataFrame, folders: Mapp
     else:
         lines += ["| row | setting | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
         for _, s in settings.iterrows():
-            values = ["(not trained)" if s[label] is None else f"`{s[label]}`" for label in labels]
+            values = [s[label] if s[label] in (NOT_SET, NOT_TRAINED) else f"`{s[label]}`" for label in labels]
             lines.append(f"| {s['row']} | `{s['key']}` | " + " | ".join(values) + " |")
     lines += [
         "",
