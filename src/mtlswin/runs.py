@@ -146,20 +146,25 @@ def stored_config(config: Config) -> Config:
 DISPLAY_ONLY_TRAINER_KEYS = ("enable_progress_bar", "enable_model_summary")
 
 
+def relative_to_run(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` (the layout of ``Config.to_dict``, as ``RUN/config.yaml`` holds it) with its data paths and frozen
+    encoder relative to the run folder and without ``output.dir``: what stays the same when a run folder is
+    copied elsewhere. Used by :func:`config_digest` and by ``mtlswin compare``."""
+    raw = {**raw, **{section: dict(raw.get(section) or {}) for section in ("data", "model", "output")}}
+    run_dir = Path(raw["output"].pop("dir", "") or "") / (raw["output"].get("name") or "run")
+    for section, key in [*(("data", k) for k in DATA_PATH_KEYS), ("model", "frozen_encoder")]:
+        if raw[section].get(key):
+            raw[section][key] = os.path.relpath(raw[section][key], run_dir)
+    return raw
+
+
 def config_digest(config: Config) -> str:
     """SHA-256 of a config, independent of where the run and its data lie (paths relative to the run folder).
 
     ``reproduce`` compares it with ``RUN/config.sha256`` (written by ``train``) to tell a finished run of
     the same settings from one trained with other ``--set`` overrides.
     """
-    raw = stored_config(config).to_dict()
-    run_dir = Path(raw["output"]["dir"]) / (raw["output"]["name"] or "run")
-    for key in DATA_PATH_KEYS:
-        if raw["data"].get(key):
-            raw["data"][key] = os.path.relpath(raw["data"][key], run_dir)
-    if raw["model"].get("frozen_encoder"):
-        raw["model"]["frozen_encoder"] = os.path.relpath(raw["model"]["frozen_encoder"], run_dir)
-    del raw["output"]["dir"]
+    raw = relative_to_run(stored_config(config).to_dict())
     raw["train"] = legacy_train_layout(raw["train"])
     for key in DISPLAY_ONLY_TRAINER_KEYS:  # what a run shows on the terminal does not change what it trains
         raw["trainer"].pop(key, None)

@@ -6,7 +6,6 @@ beside the same preset at the settings each selection rule chose; any folders of
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 from mtlswin.io import atomic_write_text
 from mtlswin.pipeline.claims import SEED_SUFFIX, seed_of
 from mtlswin.pipeline.claims_table import signed
-from mtlswin.runs import DATA_PATH_KEYS
+from mtlswin.runs import relative_to_run
 
 __all__ = ["NOT_SET", "NOT_TRAINED", "compare_claims", "compare_markdown", "setting_differences", "write_comparison"]
 
@@ -87,14 +86,6 @@ def _flat(tree: object, prefix: str = "") -> dict[str, object]:
     return {} if tree is None else {prefix.rstrip("."): tree}
 
 
-def _relocated(flat: dict[str, object]) -> dict[str, object]:
-    """Paths relative to the run folder, as the config digest takes them (:func:`mtlswin.runs.config_digest`): a run
-    copied from another folder keeps the absolute paths of where it trained, and compares equal to it."""
-    run_dir = Path(str(flat.pop("output.dir", ""))) / str(flat.get("output.name") or "run")
-    keys = [f"data.{k}" for k in DATA_PATH_KEYS] + ["model.frozen_encoder"]
-    return {k: os.path.relpath(v, run_dir) if k in keys and isinstance(v, str) and v else v for k, v in flat.items()}
-
-
 def _row_configs(folder: Path) -> dict[str, dict[str, object]]:
     """Each row's settings, from its lowest seed's ``runs/<row>-seed<k>/config.yaml``, flattened to dotted keys,
     with its paths relative to the run folder, so that two folders compare equal there."""
@@ -103,7 +94,9 @@ def _row_configs(folder: Path) -> dict[str, dict[str, object]]:
         row, seed = run.name.rsplit(SEED_SUFFIX, 1)[0], seed_of(run)
         if (run / "config.yaml").is_file() and (row not in seeds or seed < seeds[row][0]):
             seeds[row] = (seed, run / "config.yaml")
-    return {row: _relocated(_flat(yaml.safe_load(path.read_text()) or {})) for row, (_, path) in seeds.items()}
+    # paths relative to the run folder, as the config digest takes them: a run copied from another folder keeps
+    # the absolute paths of where it trained, and compares equal to it
+    return {row: _flat(relative_to_run(yaml.safe_load(path.read_text()) or {})) for row, (_, path) in seeds.items()}
 
 
 def setting_differences(folders: Mapping[str, str | Path]) -> pd.DataFrame:
