@@ -24,7 +24,16 @@ from mtlswin.pipeline.presets import Preset
 from mtlswin.pipeline.run_state import EVAL_SPLITS
 from mtlswin.pipeline.stages import Progress
 
-__all__ = ["EVAL_SPLITS", "SeedData", "draw_seed", "eval_splits", "protocol_text", "seed_data", "split_has_masks"]
+__all__ = [
+    "EVAL_SPLITS",
+    "SeedData",
+    "draw_phantom",
+    "draw_seed",
+    "eval_splits",
+    "protocol_text",
+    "seed_data",
+    "split_has_masks",
+]
 
 
 @dataclass(frozen=True)
@@ -54,13 +63,19 @@ def _phantom_config(preset: Preset, slices: int | None, seed: int, spurious: flo
     return SynthConfig(preset=preset.phantom, seed=seed, **options)
 
 
-def _synth(out: Path, config: SynthConfig, splits: Path, workers: int = 1) -> None:
+def draw_phantom(out: Path, config: SynthConfig, workers: int = 1, progress: bool = True) -> None:
+    """Draw ``config`` into ``out`` through ``out.partial``, which replaces ``out`` only when complete: a phantom
+    interrupted while being written is drawn again, never used."""
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_dataset(config, tmp, progress=True, workers=workers)
+    write_dataset(config, tmp, progress=progress, workers=workers)
     shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def _synth(out: Path, config: SynthConfig, splits: Path, workers: int = 1) -> None:
     splits.unlink(missing_ok=True)  # the splits of an earlier phantom here are not this one's
-    os.replace(tmp, out)  # a phantom interrupted while being written is never used
+    draw_phantom(out, config, workers)
 
 
 def _drawn_with(info: Path) -> dict:

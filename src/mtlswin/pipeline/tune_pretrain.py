@@ -12,7 +12,6 @@ decision is whether it beats scratch on mean test-A AUC. Writes ``OUT/pretrain_t
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtlswin.data.phantom import SynthConfig, write_dataset
+from mtlswin.data.phantom import SynthConfig
 from mtlswin.evaluation.learned import best_val_auc
 from mtlswin.io import atomic_write_text
 from mtlswin.models.checkpoint import ENCODER_NAME
@@ -30,7 +29,7 @@ from mtlswin.pipeline.executors.base import train_missing
 from mtlswin.pipeline.executors.choice import ExecutorChoice
 from mtlswin.pipeline.executors.local import default_jobs
 from mtlswin.pipeline.executors.work import available_cores, set_threads
-from mtlswin.pipeline.experiment_data import seed_data
+from mtlswin.pipeline.experiment_data import draw_phantom, seed_data
 from mtlswin.pipeline.presets import get_preset
 from mtlswin.pipeline.run_state import run_evaluated
 from mtlswin.pipeline.schedule import Schedule, TrainRun, build_schedule, run_name
@@ -74,10 +73,8 @@ TRIALS = (
 def _corpus(out: Path, slices: int | None, jobs: int) -> Path:
     folder = out / "corpus"
     if not (folder / "manifest.csv").is_file():
-        tmp = out / "corpus.partial"
-        shutil.rmtree(tmp, ignore_errors=True)  # a corpus interrupted while being written is never continued
-        write_dataset(SynthConfig(preset="demo", slices=slices or 6000, size=128, seed=CORPUS_SEED), tmp, workers=jobs)
-        tmp.replace(folder)
+        config = SynthConfig(preset="demo", slices=slices or 6000, size=128, seed=CORPUS_SEED)
+        draw_phantom(folder, config, workers=jobs, progress=False)
     return folder / "manifest.csv"
 
 
